@@ -1,0 +1,95 @@
+"""Prompt formats (SPEC.md, Tables 7-10): the one place they are defined.
+
+The system message is the model's official chat template with tools (Qwen2.5 or Qwen3, as
+TRL ships them): tool signatures inside ``<tools></tools>`` and the ``<tool_call>``
+instruction. The user message is ``Question: <question>`` followed by the boxed-answer
+instruction. Math prompts carry the 12 math tools; retrieval-QA prompts carry only
+``wikipedia_search``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from mentor.tools.registry import ToolSpec, schemas
+
+ANSWER_INSTRUCTION = "If you have got the answer, enclose it within \\boxed{} with latex format."
+
+#: Which tool set each task offers.
+TASK_TOOLS: dict[str, str] = {"math": "math", "qa": "search"}
+
+STYLES = ("qwen2.5", "qwen3")
+
+# Instructions that benchmark files append to their problems; replaced by ours.
+_FOREIGN_INSTRUCTIONS = re.compile(
+    r"\s*(Please reason step by step, and put your final answer within \\boxed\{\}\.?"
+    r"|Let's think step by step and output the final answer within \\boxed\{\}\.?)\s*$"
+)
+
+
+def clean_question(question: str) -> str:
+    return _FOREIGN_INSTRUCTIONS.sub("", str(question)).strip()
+
+
+def user_message(question: str) -> str:
+    """``Question: ...`` plus the boxed-answer instruction."""
+    return f"Question: {clean_question(question)}\n{ANSWER_INSTRUCTION}"
+
+
+def task_tools(task: str) -> str:
+    try:
+        return TASK_TOOLS[task]
+    except KeyError:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASK_TOOLS)}") from None
+
+
+def build_messages(question: str, system: str | None = None) -> list[dict[str, Any]]:
+    """The prompt messages (the tools go to the chat template, not into the messages)."""
+    msgs: list[dict[str, Any]] = []
+    if system:
+        msgs.append({"role": "system", "content": system})
+    msgs.append({"role": "user", "content": user_message(question)})
+    return msgs
+
+
+def chat_template(style: str) -> str:
+    """The official tool chat template of a model family, as TRL ships it."""
+    from trl.chat_template_utils import qwen2_5_chat_template, qwen3_chat_template
+
+    templates = {"qwen2.5": qwen2_5_chat_template, "qwen3": qwen3_chat_template}
+    try:
+        return templates[style]
+    except KeyError:
+        raise ValueError(f"unknown prompt style {style!r}; choose one of {', '.join(STYLES)}") from None
+
+
+def render(
+    messages: Sequence[dict[str, Any]],
+    tools: str | Sequence[str | ToolSpec] | None = "math",
+    tokenizer: Any = None,
+    style: str = "qwen2.5",
+    add_generation_prompt: bool = True,
+) -> str:
+    """Render messages (and tool schemas) to prompt text: through the tokenizer's chat template
+    when it has one, else through the ``style`` template."""
+    tool_schemas = schemas(tools) if tools else None
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            list(messages), tools=tool_schemas, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    rendered, _ = render_jinja_template(
+        conversations=[list(messages)],
+        tools=tool_schemas,
+        chat_template=chat_template(style),
+        add_generation_prompt=add_generation_prompt,
+    )
+    return rendered[0]
+
+
+def prompt_text(question: str, task: str = "math", tokenizer: Any = None, style: str = "qwen2.5") -> str:
+    """The full prompt for one question."""
+    return render(build_messages(question), task_tools(task), tokenizer=tokenizer, style=style)
