@@ -1,0 +1,35 @@
+"""What every teacher backend returns for one question, and the backend interface."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mentor.data.datasets import Question
+
+
+@dataclass
+class TeacherOutput:
+    """The trajectory a teacher produced for one question (assistant/tool messages, no prompt),
+    or ``error`` when the teacher could not be asked (endpoint failure after retries)."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    turns: int = 0
+    tokens: int = 0
+    truncated: bool = False
+    seconds: float = 0.0
+
+
+class Teacher(Protocol):
+    backend: str
+
+    def identity(self) -> dict[str, Any]:
+        """Backend, model and sampling settings, written into every record's ``teacher``."""
+
+    def check(self, questions: Sequence[Question]) -> None:
+        """Fail early (before any work) when the backend cannot handle these questions."""
+
+    def run(self, questions: Sequence[Question], on_result: Callable[[Question, TeacherOutput], None]) -> None:
+        """Solve every question; call ``on_result`` once per question as soon as it is done."""

@@ -1,0 +1,79 @@
+"""Local transformers teacher: ``mentor.rollout.HFGenerator`` (batched generation) driven by
+``mentor.rollout.rollout`` (the multi-turn tool loop), a chunk of questions at a time so every
+finished chunk is written (and survives a kill) before the next starts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mentor.data.datasets import Question
+from mentor.rollout import Sampling
+from mentor.teacher.base import TeacherOutput
+
+
+class HFTeacher:
+    backend = "hf"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        sampling: Sampling = Sampling(temperature=0.6, top_p=0.95, max_new_tokens=1024),
+        max_turns: int = 8,
+        batch_size: int = 8,
+        dtype: str = "float32",
+        system: str | None = None,
+    ):
+        from mentor.models import resolve_model
+
+        self.model_name = model
+        self.model_path = resolve_model(model)
+        self.sampling, self.max_turns, self.batch_size, self.dtype, self.system = sampling, max_turns, batch_size, dtype, system
+        self._generator = None
+
+    def identity(self) -> dict[str, Any]:
+        s = self.sampling
+        out = {
+            "backend": "hf",
+            "model": self.model_name or "smollm2-135m",
+            "model_path": self.model_path,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_new_tokens,
+            "seed": s.seed,
+            "max_turns": self.max_turns,
+            "dtype": self.dtype,
+        }
+        return out | ({"system": self.system} if self.system else {})
+
+    def check(self, questions: Sequence[Question]) -> None:
+        from mentor.models import check_tool_template, load_tokenizer
+
+        check_tool_template(load_tokenizer(self.model_path), where=self.model_path)
+
+    def run(self, questions: Sequence[Question], on_result: Callable[[Question, TeacherOutput], None]) -> None:
+        from mentor.prompts import TASK_TOOLS, build_messages
+        from mentor.rollout import HFGenerator, rollout
+
+        if self._generator is None:
+            self._generator = HFGenerator.from_name(self.model_path, batch_size=self.batch_size, dtype=self.dtype)
+        for task in sorted({q.task for q in questions}):
+            group = [q for q in questions if q.task == task]
+            for start in range(0, len(group), self.batch_size):
+                chunk = group[start : start + self.batch_size]
+                states = rollout(
+                    self._generator,
+                    [build_messages(q.question, self.system) for q in chunk],
+                    tools=TASK_TOOLS[task],
+                    max_turns=self.max_turns,
+                    sampling=self.sampling,
+                    progress=False,
+                )
+                for q, st in zip(chunk, states, strict=True):
+                    on_result(
+                        q,
+                        TeacherOutput(
+                            messages=st.completion, turns=st.turns, tokens=st.generated_tokens,
+                            truncated=st.truncated, seconds=st.seconds,
+                        ),
+                    )
