@@ -61,7 +61,7 @@ def teach(
     from mentor.tools import set_tool_server
 
     console = Console()
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     config = {k: (str(v.value) if isinstance(v, Enum) else str(v) if isinstance(v, Path) else v) for k, v in locals().items()
               if k not in ("console", "err", "Console", "Table") and not callable(v)}
     try:
