@@ -258,9 +258,13 @@ class HFGenerator:
     def generate(
         self, conversations: Sequence[list[dict[str, Any]]], tools: list[dict[str, Any]] | None, sampling: Sampling
     ) -> list[Generation]:
+        return self.generate_rendered([self.render(c, tools) for c in conversations], sampling)
+
+    def generate_rendered(self, texts: Sequence[str], sampling: Sampling) -> list[Generation]:
+        """Batched generation from prompt texts already rendered with the chat template (used when
+        each conversation offers its own tools, e.g. BFCL)."""
         import torch
 
-        texts = [self.render(c, tools) for c in conversations]
         # Sort by length so each batch pads little; restore the order at the end.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[Generation | None] = [None] * len(texts)

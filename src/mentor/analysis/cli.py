@@ -1,0 +1,31 @@
+"""``mentor report``: a thin layer over ``mentor.analysis.report.build_report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def report(
+    runs: list[Path] = typer.Argument(..., help="Run directories (eval result JSONs, metrics.jsonl, run.json) or eval result files."),
+    out: Path = typer.Option(Path("report"), "--out", "-o", help="Output directory for report.md, report.html and the PNGs."),
+    references: Path = typer.Option(None, help="References file: the teacher's tool distribution (Fig. 3, 4)."),
+    teacher: list[Path] = typer.Option(None, help="Teacher eval result JSON(s), used when no references file is given."),
+    title: str = typer.Option("MENTOR report"),
+) -> None:
+    """Build the paper's tables and figures (Fig. 1, 3-7) from evaluation results and training logs."""
+    from rich.console import Console
+
+    from mentor.analysis.report import build_report
+    from mentor.io import DataError
+
+    console = Console(stderr=True)
+    try:
+        res = build_report(out, references=references, teacher=teacher or None, runs=runs, title=title)
+    except DataError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    for n in res["notes"]:
+        console.print(f"[yellow]note:[/yellow] {n}")
+    console.print(f"wrote {res['markdown']}, {res['html']} and {len(res['figures'])} figures in {out}")

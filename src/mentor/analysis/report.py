@@ -1,0 +1,406 @@
+"""The report: the paper's tables and figures from evaluation results and training logs.
+
+``build_report(out_dir, methods={...}, references=..., train_logs={...})`` is the API the pipeline
+calls with an explicit mapping; ``collect_runs(run_dirs)`` builds that mapping from run
+directories (``mentor report RUN_DIR...``).
+
+Inputs (plain files):
+
+- evaluation results: the JSON ``mentor eval`` writes (``benchmark``, ``kind``, ``domain``,
+  ``accuracy``, ``settings.tools``, ``records`` with ``num_tool_calls``/``tool_names``);
+- training logs: JSONL of per-step dicts (``step``, ``invalid_call_rate``, ``tool_usage_rate``;
+  ``mentor train`` writes ``metrics.jsonl``), one series per reward preset;
+- the teacher's tool distribution: a references file (``teacher_tools``) or a teacher eval run.
+
+Outputs in ``out_dir``: ``report.md``, ``report.html``, ``report.json`` (the numbers) and
+``fig1_tool_effect.png``, ``fig3_accuracy_vs_alignment.png``, ``fig4_tool_difference.png``,
+``fig5_calls_per_question.png``, ``fig6_invalid_call_rate.png``, ``fig7_tool_usage_rate.png``.
+Missing data never fails the report: the figure says what is missing and the report notes it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mentor.io import DataError, read_jsonl, write_json
+
+FIGURES = {
+    "fig1": "fig1_tool_effect.png",
+    "fig3": "fig3_accuracy_vs_alignment.png",
+    "fig4": "fig4_tool_difference.png",
+    "fig5": "fig5_calls_per_question.png",
+    "fig6": "fig6_invalid_call_rate.png",
+    "fig7": "fig7_tool_usage_rate.png",
+}
+KIND_LABEL = {"math": "Math", "qa": "RAG", "bfcl": "BFCL"}
+_INVALID_KEYS = ("invalid_call_rate", "tools/invalid_call_rate", "invalid_tool_call_rate")
+_USAGE_KEYS = ("tool_usage_rate", "tools/usage_rate", "usage_rate")
+
+
+@dataclass
+class MethodData:
+    name: str
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    train_log: list[dict[str, Any]] = field(default_factory=list)
+    preset: str | None = None
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_eval(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(path, None, f"not a readable JSON file ({e})") from None
+    for key in ("benchmark", "accuracy", "records"):
+        if key not in obj:
+            raise DataError(path, None, "not an evaluation result (write it with `mentor eval`)", key)
+    obj.setdefault("_path", str(path))
+    return obj
+
+
+def is_eval_file(path: Path) -> bool:
+    if path.suffix != ".json" or path.name in ("run.json", "report.json"):
+        return False
+    try:
+        head = path.read_text(encoding="utf-8")[:4000]
+    except OSError:
+        return False
+    return '"benchmark"' in head and '"accuracy"' in head
+
+
+def load_train_log(path: str | os.PathLike) -> list[dict[str, Any]]:
+    return [obj for _, obj in read_jsonl(path) if "step" in obj]
+
+
+def _method_name(run_dir: Path) -> tuple[str, str | None]:
+    """(method, preset) from ``run.json`` (``config.preset`` / ``stage``) or the directory name."""
+    meta_file = run_dir / "run.json"
+    if meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            meta = {}
+        cfg = meta.get("config") or {}
+        preset = cfg.get("preset") or meta.get("preset")
+        stage = meta.get("stage") or cfg.get("stage")
+        method = meta.get("method") or cfg.get("method") or (preset if stage != "sft" else "sft") or stage
+        if method:
+            return str(method), preset
+    return run_dir.name, None
+
+
+def collect_runs(run_dirs: Sequence[str | os.PathLike]) -> dict[str, MethodData]:
+    """Eval result JSONs and ``*.jsonl`` training logs found (recursively) in each run directory;
+    the method name comes from its ``run.json`` or the directory name."""
+    methods: dict[str, MethodData] = {}
+    for d in run_dirs:
+        d = Path(d)
+        if d.is_file():
+            name = d.parent.name
+            md = methods.setdefault(name, MethodData(name))
+            md.evals.append(load_eval(d))
+            continue
+        if not d.is_dir():
+            raise DataError(d, None, "run directory not found")
+        name, preset = _method_name(d)
+        md = methods.setdefault(name, MethodData(name, preset=preset))
+        for f in sorted(d.rglob("*.json")):
+            if is_eval_file(f):
+                md.evals.append(load_eval(f))
+        for f in sorted(d.rglob("*.jsonl")):
+            log = load_train_log(f)
+            if log and any(_first(r, _INVALID_KEYS + _USAGE_KEYS) is not None for r in log):
+                md.train_log.extend(log)
+                md.preset = md.preset or next((r.get("preset") for r in log if r.get("preset")), None)
+    return methods
+
+
+def _as_method(name: str, spec: Any) -> MethodData:
+    if isinstance(spec, MethodData):
+        return spec
+    if isinstance(spec, str | os.PathLike) or (isinstance(spec, Mapping) and "records" in spec):
+        spec = {"evals": [spec]}
+    elif isinstance(spec, Sequence):
+        spec = {"evals": list(spec)}
+    md = MethodData(name, preset=spec.get("preset"))
+    for e in spec.get("evals", []):
+        md.evals.append(e if isinstance(e, Mapping) else load_eval(e))
+    log = spec.get("train_log")
+    if log is not None:
+        md.train_log = list(log) if isinstance(log, list) else load_train_log(log)
+    return md
+
+
+def teacher_counts(references: str | os.PathLike | None = None, teacher_evals: Sequence[Mapping[str, Any]] = ()) -> Counter | None:
+    """The teacher's tool-call counts: from a references file (correct trajectories, as training
+    uses them) or from a teacher's math evaluation results."""
+    if references is not None:
+        from mentor.references import load_references
+
+        return Counter(t for r in load_references(references) for t in r.teacher_tools)
+    counts: Counter = Counter()
+    found = False
+    for e in teacher_evals:
+        if e.get("kind") == "math" and e.get("settings", {}).get("tools", True):
+            found = True
+            for r in e["records"]:
+                counts.update(r.get("tool_names") or [])
+    return counts if found else None
+
+
+def _first(record: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    for k in keys:
+        if record.get(k) is not None:
+            return record[k]
+    return None
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def analyse(methods: Mapping[str, MethodData], teacher: Counter | None) -> dict[str, Any]:
+    from mentor.analysis.metrics import alignment_score
+    from mentor.tools import MATH_TOOL_NAMES
+
+    out: dict[str, Any] = {"methods": {}, "benchmarks": [], "teacher_counts": dict(teacher) if teacher else None}
+    benchmarks: list[tuple[str, str]] = []
+    for name, md in methods.items():
+        with_tools = {e["benchmark"]: e for e in md.evals if e.get("settings", {}).get("tools", True)}
+        without = {e["benchmark"]: e for e in md.evals if not e.get("settings", {}).get("tools", True)}
+        for b, e in with_tools.items():
+            if (b, e.get("kind", "math")) not in benchmarks:
+                benchmarks.append((b, e.get("kind", "math")))
+        acc = {b: e["accuracy"] for b, e in with_tools.items()}
+        by_kind: dict[str, list[float]] = {}
+        for b, e in with_tools.items():
+            by_kind.setdefault(e.get("kind", "math"), []).append(e["accuracy"])
+        macro = {KIND_LABEL.get(k, k): sum(v) / len(v) for k, v in by_kind.items()}
+        math_counts: Counter = Counter()
+        has_math = False
+        for e in with_tools.values():
+            if e.get("kind") == "math":
+                has_math = True
+                for r in e["records"]:
+                    math_counts.update(r.get("tool_names") or [])
+        align = alignment_score(teacher, math_counts) if teacher and has_math else None
+        share_diff = None
+        if teacher and has_math and sum(math_counts.values()):
+            ts, ss = sum(teacher[t] for t in MATH_TOOL_NAMES) or 1, sum(math_counts[t] for t in MATH_TOOL_NAMES) or 1
+            share_diff = {t: 100 * (math_counts[t] / ss - teacher[t] / ts) for t in MATH_TOOL_NAMES}
+        effect = {b: (without[b]["accuracy"], with_tools[b]["accuracy"]) for b in with_tools if b in without}
+        calls = {"in-domain": [], "out-of-domain": []}
+        tool_use = {}
+        for b, e in with_tools.items():
+            n_calls = [int(r.get("num_tool_calls", len(r.get("tool_names") or []))) for r in e["records"]]
+            calls.setdefault(e.get("domain", "in-domain"), []).extend(n_calls)
+            total = sum(n_calls)
+            invalid = sum(int(r.get("invalid_calls", 0)) for r in e["records"])
+            tool_use[b] = {
+                "calls_per_question": total / len(n_calls) if n_calls else 0.0,
+                "invalid_call_rate": invalid / total if total else 0.0,
+                "tool_usage_rate": sum(c > 0 for c in n_calls) / len(n_calls) if n_calls else 0.0,
+            }
+        series = {"invalid_call_rate": [], "tool_usage_rate": []}
+        for r in md.train_log:
+            for key, keys in (("invalid_call_rate", _INVALID_KEYS), ("tool_usage_rate", _USAGE_KEYS)):
+                v = _first(r, keys)
+                if v is not None:
+                    series[key].append((float(r["step"]), float(v)))
+        out["methods"][name] = {
+            "preset": md.preset,
+            "accuracy": acc,
+            "macro": macro,
+            "alignment": align,
+            "tool_difference": share_diff,
+            "tool_effect": effect,
+            "calls_per_question": calls,
+            "tool_use": tool_use,
+            "train": series,
+        }
+    out["benchmarks"] = benchmarks
+    return out
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def _tables(numbers: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    ms = numbers["methods"]
+    benches = numbers["benchmarks"]
+    kinds = [KIND_LABEL.get(k, k) for k in dict.fromkeys(k for _, k in benches)]
+    t2 = (
+        "Table 2/3: accuracy (%) per benchmark, macro average per task, alignment score (%)",
+        ["method", *[b for b, _ in benches], *[f"{k} (avg)" for k in kinds], "alignment"],
+        [
+            [m, *[_pct(d["accuracy"].get(b)) for b, _ in benches], *[_pct(d["macro"].get(k)) for k in kinds], _pct(d["alignment"])]
+            for m, d in ms.items()
+        ],
+    )
+    effect_rows = [
+        [m, b, _pct(wo), _pct(w), f"{100 * (w - wo):+.2f}"] for m, d in ms.items() for b, (wo, w) in d["tool_effect"].items()
+    ]
+    t_eff = ("Tool effect (Fig. 1): accuracy (%) without and with tools", ["method", "benchmark", "no tools", "tools", "effect"], effect_rows)
+    use_rows = [
+        [m, b, f"{u['calls_per_question']:.2f}", _pct(u["invalid_call_rate"]), _pct(u["tool_usage_rate"])]
+        for m, d in ms.items()
+        for b, u in d["tool_use"].items()
+    ]
+    t_use = ("Tool use per benchmark", ["method", "benchmark", "calls / question", "invalid call rate (%)", "tool usage rate (%)"], use_rows)
+    train_rows = []
+    for m, d in ms.items():
+        for key in ("invalid_call_rate", "tool_usage_rate"):
+            pts = sorted(d["train"][key])
+            if pts:
+                train_rows.append([m, d["preset"] or "–", key, str(len(pts)), _pct(pts[0][1]), _pct(pts[-1][1])])
+    t_train = ("Training (Fig. 6, 7): first and last logged value", ["method", "preset", "metric", "points", "first (%)", "last (%)"], train_rows)
+    return [t2, t_eff, t_use, t_train]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    if not rows:
+        return "_no data_\n"
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    if not rows:
+        return "<p><em>no data</em></p>"
+    h = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def build_report(
+    out_dir: str | os.PathLike,
+    methods: Mapping[str, Any] | None = None,
+    references: str | os.PathLike | None = None,
+    train_logs: Mapping[str, Any] | None = None,
+    teacher: str | Sequence[Any] | None = None,
+    runs: Sequence[str | os.PathLike] = (),
+    title: str = "MENTOR report",
+) -> dict[str, Any]:
+    """Write the report; return ``{"markdown", "html", "json", "figures": {fig: path}, "notes"}``.
+
+    ``methods`` maps a method name to eval result files/dicts, e.g. ``{"vanilla": ["a.json",
+    "a.no_tools.json"], "mentor": {"evals": [...], "train_log": "runs/mentor/metrics.jsonl",
+    "preset": "mentor"}}``; ``train_logs`` maps a preset/method to a per-step JSONL (added to
+    the method of that name); ``runs`` are run directories collected with ``collect_runs``;
+    ``teacher`` is a teacher eval result (file/dict or list) used when no references file is given.
+    """
+    from mentor.analysis import plots
+    from mentor.tools import MATH_TOOL_NAMES
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data: dict[str, MethodData] = dict(collect_runs(runs)) if runs else {}
+    for name, spec in (methods or {}).items():
+        md = _as_method(name, spec)
+        if name in data:
+            data[name].evals.extend(md.evals)
+            data[name].train_log.extend(md.train_log)
+        else:
+            data[name] = md
+    for name, log in (train_logs or {}).items():
+        md = data.setdefault(name, MethodData(name, preset=name))
+        md.train_log.extend(list(log) if isinstance(log, list) else load_train_log(log))
+        md.preset = md.preset or name
+    teacher_evals: list[Mapping[str, Any]] = []
+    if teacher is not None:
+        items = [teacher] if isinstance(teacher, str | os.PathLike | Mapping) else list(teacher)
+        teacher_evals = [t if isinstance(t, Mapping) else load_eval(t) for t in items]
+    elif "teacher" in data:
+        teacher_evals = data["teacher"].evals
+    tcounts = teacher_counts(references, teacher_evals)
+    numbers = analyse(data, tcounts)
+    notes: list[str] = []
+    if not data:
+        notes.append("No evaluation results or training logs were found.")
+    if tcounts is None:
+        notes.append("No teacher tool distribution (pass a references file or a teacher eval run): Fig. 3 and 4 are empty.")
+
+    ms = numbers["methods"]
+    figs: dict[str, Path] = {}
+    effect = {m: d["tool_effect"] for m, d in ms.items() if d["tool_effect"]}
+    figs["fig1"] = plots.tool_effect(out / FIGURES["fig1"], effect)
+    if not effect:
+        notes.append("Fig. 1 needs the same benchmark evaluated with and without tools (`mentor eval --no-tools`).")
+    pts = {m: (d["alignment"], d["macro"].get("Math", 0.0)) for m, d in ms.items() if d["alignment"] is not None and m != "teacher"}
+    figs["fig3"] = plots.accuracy_vs_alignment(out / FIGURES["fig3"], pts)
+    diffs = {m: d["tool_difference"] for m, d in ms.items() if d["tool_difference"] and m != "teacher"}
+    figs["fig4"] = plots.tool_difference(out / FIGURES["fig4"], diffs, MATH_TOOL_NAMES)
+    if tcounts is not None and not diffs:
+        notes.append("Fig. 4: no student made a math tool call in the evaluations given.")
+    dists: dict[str, dict[str, list[int]]] = {}
+    for m, d in ms.items():
+        for dom, v in d["calls_per_question"].items():
+            if v:
+                dists.setdefault(dom, {})[m] = v
+    figs["fig5"] = plots.calls_per_question(out / FIGURES["fig5"], dists)
+    label = lambda m, d: d["preset"] if d["preset"] and d["preset"] != m else m  # noqa: E731
+    inv = {label(m, d): d["train"]["invalid_call_rate"] for m, d in ms.items() if d["train"]["invalid_call_rate"]}
+    use = {label(m, d): d["train"]["tool_usage_rate"] for m, d in ms.items() if d["train"]["tool_usage_rate"]}
+    figs["fig6"] = plots.over_steps(out / FIGURES["fig6"], inv, "invalid tool-call rate", "Invalid tool-call rate over training (Fig. 6)")
+    figs["fig7"] = plots.over_steps(out / FIGURES["fig7"], use, "tool-usage rate", "Tool-usage rate over training (Fig. 7)")
+    if not inv and not use:
+        notes.append("Fig. 6/7 need training logs (metrics.jsonl with invalid_call_rate / tool_usage_rate per step).")
+
+    tables = _tables(numbers)
+    captions = {
+        "fig1": "Tool effect: accuracy with and without tools (Fig. 1).",
+        "fig3": "In-domain (math) accuracy vs alignment score with the teacher's tool distribution (Fig. 3).",
+        "fig4": "Per-tool share of calls, student minus teacher, in points (Fig. 4).",
+        "fig5": "Tool calls per question, in-domain and out-of-domain (Fig. 5).",
+        "fig6": "Invalid tool-call rate over training steps per reward preset (Fig. 6).",
+        "fig7": "Tool-usage rate over training steps per reward preset (Fig. 7).",
+    }
+    sources = sorted({e.get("_path", e.get("benchmark")) for md in data.values() for e in md.evals})
+    md_parts = [f"# {title}\n", f"Methods: {', '.join(ms) or 'none'}.\n"]
+    if notes:
+        md_parts.append("**Notes**\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    for cap, header, rows in tables:
+        md_parts.append(f"## {cap}\n\n{_md_table(header, rows)}")
+    md_parts.append("## Figures\n")
+    for k, p in figs.items():
+        md_parts.append(f"### {captions[k]}\n\n![{k}]({p.name})\n")
+    md_parts.append("## Sources\n\n" + "\n".join(f"- `{s}`" for s in sources) + "\n")
+    md_text = "\n".join(md_parts)
+    (out / "report.md").write_text(md_text, encoding="utf-8")
+
+    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+         "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}img{max-width:100%}</style></head><body>",
+         f"<h1>{html.escape(title)}</h1><p>Methods: {html.escape(', '.join(ms) or 'none')}.</p>"]
+    if notes:
+        h.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    for cap, header, rows in tables:
+        h.append(f"<h2>{html.escape(cap)}</h2>{_html_table(header, rows)}")
+    h.append("<h2>Figures</h2>")
+    for k, p in figs.items():
+        h.append(f"<h3>{html.escape(captions[k])}</h3><img src='{p.name}' alt='{k}'>")
+    h.append("</body></html>")
+    (out / "report.html").write_text("\n".join(h), encoding="utf-8")
+    write_json(out / "report.json", {**numbers, "notes": notes, "sources": sources, "figures": {k: p.name for k, p in figs.items()}})
+    return {
+        "markdown": out / "report.md",
+        "html": out / "report.html",
+        "json": out / "report.json",
+        "figures": figs,
+        "notes": notes,
+        "numbers": numbers,
+    }
