@@ -55,7 +55,7 @@ class Benchmark:
     def limit(self, n: int | None) -> Benchmark:
         if n is None or n >= len(self.items):
             return self
-        return Benchmark(self.name, self.kind, self.items[:n], self.source, self.domain, self.corpus, self.meta)
+        return Benchmark(self.name, self.kind, self.items[:n], self.source, self.domain, self.corpus, {**self.meta, "limit": n})
 
 
 # --------------------------------------------------------------------------- local files
@@ -84,45 +84,6 @@ def _detect_kind(obj: Mapping[str, Any], path: Path, line: int) -> str:
         "a QA item needs 'question' and 'answer' (or 'golden_answers')",
         "problem" if "answer" in obj else None,
     )
-
-
-def passages_from_context(context: Any, path: Path | str = "", line: int | None = None) -> list[tuple[str, str]]:
-    """HotpotQA ``context`` ({"title": [...], "sentences": [[...], ...]} or [[title, [sentences]], ...])
-    -> ``(title, text)`` pairs."""
-    if isinstance(context, Mapping):
-        titles, sents = context.get("title"), context.get("sentences")
-        if not isinstance(titles, list) or not isinstance(sents, list) or len(titles) != len(sents):
-            raise DataError(path, line, "expected {'title': [...], 'sentences': [[...], ...]} of equal length", "context")
-        pairs = zip(titles, sents, strict=True)
-    elif isinstance(context, list):
-        pairs = []
-        for entry in context:
-            if not (isinstance(entry, list | tuple) and len(entry) == 2):
-                raise DataError(path, line, "expected [title, sentences] pairs", "context")
-            pairs.append((entry[0], entry[1]))
-    else:
-        raise DataError(path, line, f"expected an object or a list, got {type(context).__name__}", "context")
-    out = []
-    for title, sentences in pairs:
-        text = " ".join(str(s).strip() for s in sentences) if isinstance(sentences, list) else str(sentences)
-        out.append((str(title), text.strip()))
-    return out
-
-
-def hotpotqa_passages(rows: Iterable[tuple[int, Mapping[str, Any]]], path: Path | str = "") -> list[Any]:
-    """The union of all context paragraphs (deduplicated by title and text) as ``Passage`` objects:
-    the retrieval corpus standing in for the Wikipedia dump."""
-    from mentor.tools import Passage
-
-    seen: dict[tuple[str, str], Passage] = {}
-    for line, obj in rows:
-        if obj.get("context") is None:
-            continue
-        for title, text in passages_from_context(obj["context"], path, line):
-            key = (title, text)
-            if key not in seen:
-                seen[key] = Passage(title=title, text=text, id=f"p{len(seen)}")
-    return list(seen.values())
 
 
 def _items(questions: Iterable[Any], kind: str) -> list[Item]:
@@ -155,7 +116,10 @@ def load_jsonl_benchmark(path: str | os.PathLike, name: str | None = None, limit
     questions = load_questions(path, n=limit, task=kind, question_field="problem" if kind == "math" else "question")
     corpus = None
     if kind == "qa" and any(obj.get("context") is not None for _, obj in rows):
-        corpus = hotpotqa_passages(rows, path)  # validates every line's context
+        # the same corpus `mentor serve retriever` builds from this file (validates every context)
+        from mentor.serve.corpus import hotpotqa_passages
+
+        corpus = hotpotqa_passages(path)
     return Benchmark(
         name=name or path.stem,
         kind=kind,
@@ -235,7 +199,14 @@ def load_synthetic(split: str, n: int | None = None, seed: int = 0) -> Benchmark
 
 
 def load_benchmark(spec: str | os.PathLike, limit: int | None = None) -> Benchmark:
-    """Resolve a benchmark argument (file or name) to items; ``limit`` keeps the first N."""
+    """Resolve a benchmark argument (file or name) to items; ``limit`` keeps the first N (per
+    category for BFCL)."""
+    bench = _load_benchmark(spec, limit)
+    bench.meta["limit"] = limit
+    return bench
+
+
+def _load_benchmark(spec: str | os.PathLike, limit: int | None) -> Benchmark:
     text = str(spec)
     path = Path(text).expanduser()
     if path.is_file() or text.endswith((".jsonl", ".json")):

@@ -6,7 +6,8 @@ the ``<tool_call>`` blocks the model writes become BFCL's decoded form ``[{name:
 (as BFCL's own Qwen FC handler decodes them), and BFCL's ``ast_checker`` scores them.
 
 ``bfcl-eval`` pins many vendor SDKs it needs only for its API handlers; install it with
-``pip install --no-deps bfcl-eval`` (the ``mentor[bfcl]`` extra adds what the checker needs).
+``pip install --no-deps bfcl-eval``: the data loading and the AST checker need nothing beyond
+mentor's own dependencies.
 Its checker imports the full model registry only to look up one flag for dotted function names;
 when the vendor SDKs are absent, a minimal registry with that flag is provided instead.
 For the full BFCL v4 harness (multi-turn, agentic) use ``bfcl generate``/``bfcl evaluate``
@@ -46,7 +47,7 @@ def _bfcl():
     except ImportError as e:
         raise BFCLUnavailable(
             f"BFCL evaluation needs the bfcl-eval package ({e}); install it with "
-            "`pip install -e '.[bfcl]' && pip install --no-deps bfcl-eval`"
+            "`pip install --no-deps bfcl-eval` (its checker needs nothing beyond mentor's own dependencies)"
         ) from None
     try:
         import bfcl_eval.constants.model_config  # noqa: F401 - full install with every vendor SDK

@@ -34,16 +34,18 @@ def eval_command(
     """Evaluate a model on benchmarks; write one result JSON per (model, benchmark)."""
     from rich.console import Console
 
+    from mentor.eval.benchmarks import load_benchmark
     from mentor.eval.runner import evaluate, macro_summary, make_generator
     from mentor.io import DataError
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
+        benches = [load_benchmark(b, limit=limit) for b in benchmark]  # bad files fail before the model loads
         generator = make_generator(model, base_url=base_url, batch_size=batch_size, dtype=dtype)
         results = []
-        for b in benchmark:
+        for b, bench in zip(benchmark, benches, strict=True):
             res = evaluate(
-                model, b, generator=generator, limit=limit, tools=not no_tools, max_turns=max_turns,
+                model, bench, generator=generator, limit=limit, tools=not no_tools, max_turns=max_turns,
                 max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
                 retriever_url=retriever_url, tool_server=tool_server, top_k=top_k, base_url=base_url, progress=not quiet,
                 out=out if len(benchmark) == 1 else out / result_filename_for(b, no_tools),

@@ -50,14 +50,15 @@ def make_generator(
     """A generator for the rollout runner: transformers (``HFGenerator``) by default, or an
     OpenAI-compatible server (vLLM, SGLang, ``transformers serve``) when ``base_url`` is given."""
     if base_url:
-        try:
-            from mentor.teacher import openai_backend
-        except ImportError as e:
-            raise RuntimeError(f"evaluating through an OpenAI-compatible server needs mentor.teacher.openai_backend ({e})") from None
-        factory = getattr(openai_backend, "OpenAIGenerator", None)
-        if factory is None:
-            raise RuntimeError("mentor.teacher.openai_backend has no OpenAIGenerator")
-        return factory(model=model, base_url=base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY", "EMPTY"))
+        from mentor.teacher.openai_backend import OpenAIConfig, OpenAIGenerator
+
+        cfg = OpenAIConfig(base_url=base_url, model=str(model or "default"), concurrency=batch_size)
+        if api_key:
+            os.environ.setdefault(cfg.api_key_env, api_key)
+        gen = OpenAIGenerator(cfg)
+        gen.name = str(model)
+        gen.batch_size = batch_size
+        return gen
     from mentor.rollout import HFGenerator
 
     return HFGenerator.from_name(model, batch_size=batch_size, dtype=dtype)
@@ -141,7 +142,13 @@ def evaluate(
 
     t_start = time.perf_counter()
     # (a loaded benchmark is cut here; names/files are cut while loading: BFCL's limit is per category)
-    bench = benchmark.limit(limit) if isinstance(benchmark, Benchmark) else load_benchmark(benchmark, limit=limit)
+    if not isinstance(benchmark, Benchmark):
+        bench = load_benchmark(benchmark, limit=limit)
+    elif limit is not None and benchmark.meta.get("limit") != limit:
+        bench = benchmark.limit(limit)
+    else:
+        bench = benchmark
+    limit = limit if limit is not None else bench.meta.get("limit")
     if not bench.items:
         raise ValueError(f"benchmark {bench.name!r} has no items")
     t_loaded = time.perf_counter()

@@ -1,0 +1,153 @@
+"""The report: tables and figures from real evaluation results, references and training logs."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from mentor.analysis.report import FIGURES, build_report
+from mentor.io import DataError, append_jsonl
+from mentor.references import Reference, write_reference
+from mentor.trajectory import Trajectory
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    assert data[12:16] == b"IHDR" and width > 200 and height > 150
+    import matplotlib.image
+
+    assert matplotlib.image.imread(path).ndim == 3  # decodes
+
+
+def _call(name, args, result):
+    return [
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "id": "c1", "function": {"name": name, "arguments": args}}]},
+        {"role": "tool", "tool_call_id": "c1", "name": name, "content": result},
+        {"role": "assistant", "content": f"\\boxed{{{result}}}"},
+    ]
+
+
+def _references(path):
+    for i, (tool, args, res) in enumerate([("add", {"firstNumber": 1, "secondNumber": 2}, "3"),
+                                           ("multiply", {"firstNumber": 2, "secondNumber": 3}, "6"),
+                                           ("add", {"firstNumber": 2, "secondNumber": 2}, "4")]):
+        write_reference(path, Reference(id=str(i), question="q", answer=res, messages=_call(tool, args, res),
+                                        teacher_answer=res, teacher_tools=[tool], correct=True))
+
+
+def _train_log(path, preset, invalid):
+    for step, v in enumerate(invalid, 1):
+        append_jsonl(path, {"step": step, "epoch": step / 10, "reward": 0.5, "invalid_call_rate": v,
+                            "tool_usage_rate": 1 - v, "preset": preset})
+
+
+def _eval_result(name, trajs, golds, tools=True, domain="in-domain"):
+    """An eval-format result built from real trajectories (as the evaluator builds records)."""
+    recs = []
+    for i, (msgs, gold) in enumerate(zip(trajs, golds, strict=True)):
+        t = Trajectory.from_messages(msgs)
+        recs.append({"id": str(i), "prediction": t.final_answer, "gold": gold, "correct": t.final_answer == gold,
+                     "tool_names": t.tool_names, "num_tool_calls": t.num_tool_calls, "invalid_calls": t.num_invalid_calls,
+                     "trajectory": t.to_dict()})
+    return {"benchmark": name, "kind": "math", "domain": domain, "model": "m", "n": len(recs),
+            "accuracy": sum(r["correct"] for r in recs) / len(recs), "settings": {"tools": tools}, "records": recs}
+
+
+def test_report_numbers_from_trajectories(tmp_path):
+    from mentor.analysis import alignment_score
+
+    refs = tmp_path / "refs.jsonl"
+    _references(refs)
+    student = [_call("add", {"firstNumber": 1, "secondNumber": 2}, "3"), _call("sqrt", {"number": 4}, "2")]
+    res = build_report(
+        tmp_path / "out",
+        methods={"mentor": [_eval_result("syn", student, ["3", "5"]), _eval_result("syn", [[{"role": "assistant", "content": "\\boxed{3}"}]] * 2, ["3", "5"], tools=False)]},
+        references=refs,
+        train_logs={"mentor": _make_log(tmp_path / "m.jsonl", "mentor", [0.5, 0.2, 0.1])},
+    )
+    n = res["numbers"]["methods"]["mentor"]
+    assert n["accuracy"]["syn"] == 0.5 and n["tool_effect"]["syn"] == (0.5, 0.5)
+    assert n["alignment"] == pytest.approx(alignment_score({"add": 2, "multiply": 1}, {"add": 1, "sqrt": 1}))
+    diff = n["tool_difference"]
+    assert diff["add"] == pytest.approx(50 - 200 / 3) and diff["sqrt"] == pytest.approx(50)
+    assert diff["multiply"] == pytest.approx(-100 / 3) and sum(diff.values()) == pytest.approx(0)
+    assert n["calls_per_question"]["in-domain"] == [1, 1]
+    assert n["train"]["invalid_call_rate"] == [(1.0, 0.5), (2.0, 0.2), (3.0, 0.1)]
+    for f in FIGURES.values():
+        assert_png(tmp_path / "out" / f)
+    assert res["notes"] == []
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| mentor | 50.00 | 50.00 |" in md and "fig4_tool_difference.png" in md
+    assert "<table>" in (tmp_path / "out" / "report.html").read_text()
+
+
+def _make_log(path, preset, values):
+    _train_log(path, preset, values)
+    return path
+
+
+def test_report_with_no_data_notes_instead_of_failing(tmp_path):
+    res = build_report(tmp_path / "empty", methods={})
+    for f in FIGURES.values():
+        assert_png(tmp_path / "empty" / f)
+    assert any("No evaluation results" in n for n in res["notes"])
+    assert "_no data_" in (tmp_path / "empty" / "report.md").read_text()
+
+
+def test_bad_inputs_name_the_file(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"benchmark": "a"}')
+    with pytest.raises(DataError, match="x.json") as e:
+        build_report(tmp_path / "o", methods={"m": [bad]})
+    assert e.value.field == "accuracy"
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "invalid_call_rate": 0.1}\n{"step": 2,\n')
+    with pytest.raises(DataError, match="line 2"):
+        build_report(tmp_path / "o", train_logs={"mentor": log})
+
+
+@pytest.mark.slow
+def test_report_from_real_runs(tmp_path, default_model_path):
+    """Real eval results of the bundled model (in- and out-of-domain, with and without tools),
+    a references file and training logs in run directories -> mentor report."""
+    from mentor.eval import evaluate, result_filename
+    from mentor.io import write_json
+    from mentor.rollout import HFGenerator
+
+    gen = HFGenerator.from_name(default_model_path, batch_size=4)
+    small = {"limit": 2, "max_new_tokens": 24, "max_turns": 2, "progress": False}
+    vanilla = tmp_path / "vanilla"
+    for bench, tools in (("synthetic:test", True), ("synthetic:test", False), ("synthetic:ood", True)):
+        res = evaluate("smollm2-135m", bench, generator=gen, tools=tools, **small)
+        write_json(vanilla / "eval" / result_filename(res), res)
+    for preset, values in (("mentor", [0.6, 0.3, 0.1]), ("sparse", [0.6, 0.5, 0.55])):
+        run = tmp_path / preset
+        write_json(run / "run.json", {"stage": "grpo", "config": {"preset": preset}})
+        _train_log(run / "metrics.jsonl", preset, values)
+        # the trained student's eval = the same real records (the report only reads files)
+        write_json(run / "eval" / "synthetic_test.json", json.loads((vanilla / "eval" / "synthetic_test.json").read_text()))
+    refs = tmp_path / "refs.jsonl"
+    _references(refs)
+    out = tmp_path / "report"
+    r = subprocess.run([sys.executable, "-m", "mentor.cli", "report", str(vanilla), str(tmp_path / "mentor"), str(tmp_path / "sparse"),
+                        "--references", str(refs), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for f in FIGURES.values():
+        assert_png(out / f)
+    numbers = json.loads((out / "report.json").read_text())
+    assert set(numbers["methods"]) == {"vanilla", "mentor", "sparse"}
+    v = numbers["methods"]["vanilla"]
+    with_tools = json.loads((vanilla / "eval" / "synthetic_test.json").read_text())
+    without = json.loads((vanilla / "eval" / "synthetic_test.no_tools.json").read_text())
+    assert v["accuracy"]["synthetic:test"] == sum(x["correct"] for x in with_tools["records"]) / 2
+    assert v["tool_effect"]["synthetic:test"] == [without["accuracy"], with_tools["accuracy"]]
+    assert len(v["calls_per_question"]["out-of-domain"]) == 2
+    assert numbers["methods"]["mentor"]["preset"] == "mentor"
+    md = (out / "report.md").read_text()
+    assert "synthetic:test" in md and "Fig. 6" in md
