@@ -1,0 +1,241 @@
+"""Training configuration: the paper's defaults (SPEC.md Tables 5 and 6), YAML loading, and
+validation of every key against the dataclass that consumes it, before any compute.
+
+A config (YAML file or dict) has mentor's own keys at the top level and one section per
+library config::
+
+    model: smollm2-135m        # student: Hub id, local directory or the bundled default
+    preset: mentor             # reward preset (mentor.rewards.PRESETS)
+    weights: {correctness: 1}  # per-component reward weights (default 1.0 each)
+    seed: 42
+    grpo: {...}                # any trl.GRPOConfig field
+    sft: {...}                 # any trl.SFTConfig field
+    lora: {...}                # any peft.LoraConfig field
+
+Keys that are not known to mentor, GRPOConfig, SFTConfig or LoraConfig are an error naming
+the file and the key (with the closest known name). ``output_dir`` and ``reward_weights`` are
+set by mentor (from the CLI and from ``weights``) and may not be set in a config.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+#: SPEC.md Table 5 (MENTOR / RL), expressed as GRPOConfig fields where TRL has one. Not
+#: representable here: tensor parallel 2 and GPU memory utilisation 0.8 (vLLM settings, set in
+#: the GPU configs), max sequence 32768 (the prompt is never truncated by TRL's GRPO).
+#: The rollout temperature is per model family: 0.7 (Qwen2.5) / 0.6 (Qwen3); 0.7 here.
+PAPER_GRPO: dict[str, Any] = {
+    "learning_rate": 1e-6,
+    "optim": "adamw_torch",
+    "num_train_epochs": 2,
+    "num_generations": 10,
+    "max_completion_length": 8192,
+    "temperature": 0.7,
+    "beta": 0.001,
+    "epsilon": 0.2,
+    "activation_checkpointing": True,
+}
+
+#: SPEC.md Table 6 (SFT baseline): lr 1e-7, AdamW, 1 epoch, batch 4, gradient accumulation 16
+#: (the table also says 8), weight decay 0.033; LoRA. The loss is on assistant turns only.
+PAPER_SFT: dict[str, Any] = {
+    "learning_rate": 1e-7,
+    "optim": "adamw_torch",
+    "num_train_epochs": 1,
+    "per_device_train_batch_size": 4,
+    "gradient_accumulation_steps": 16,
+    "weight_decay": 0.033,
+    "assistant_only_loss": True,
+}
+
+#: LoRA defaults (the paper does not give rank/alpha; these are common choices).
+DEFAULT_LORA: dict[str, Any] = {
+    "r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "target_modules": "all-linear",
+    "task_type": "CAUSAL_LM",
+}
+
+#: mentor's own top-level keys and their defaults.
+MENTOR_DEFAULTS: dict[str, Any] = {
+    "model": "smollm2-135m",
+    "preset": "mentor",
+    "weights": None,
+    "seed": 42,
+    "only_correct": True,  # train on the references whose teacher answer was correct (the MENTOR filter)
+    "max_references": None,  # use only the first N references (small runs)
+    "merge_lora": True,
+    # Tools offered to the student: None = the task's tool set ("math": the 12 calculator tools,
+    # "qa": wikipedia_search), or a list of tool names (a subset shortens the prompt on CPU).
+    "tools": None,  # save the SFT result merged into a full model under OUTPUT_DIR/final
+}
+
+SECTIONS = ("grpo", "sft", "lora")
+#: Set by mentor itself; a config may not set them.
+RESERVED = {"grpo": ("output_dir", "reward_weights"), "sft": ("output_dir",), "lora": ()}
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+CPU_CONFIG = CONFIG_DIR / "cpu.yaml"
+
+
+class ConfigError(ValueError):
+    """A bad training config: the message names the file and the key."""
+
+
+@cache
+def _fields(section: str) -> frozenset[str]:
+    if section == "grpo":
+        from trl import GRPOConfig as cls
+    elif section == "sft":
+        from trl import SFTConfig as cls
+    else:
+        from peft import LoraConfig as cls
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+def _class_name(section: str) -> str:
+    return {"grpo": "GRPOConfig", "sft": "SFTConfig", "lora": "LoraConfig"}[section]
+
+
+def _unknown(key: str, known: set[str] | frozenset[str], where: str, what: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"{where}: unknown key {key!r}: not a field of {what}{hint}")
+
+
+def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
+    """Check every key of a config; raise ``ConfigError`` naming the source and the key."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(cfg).__name__}")
+    top = set(MENTOR_DEFAULTS) | set(SECTIONS)
+    for key, value in cfg.items():
+        if key in SECTIONS:
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: section {key!r} must be a mapping, got {type(value).__name__}")
+            known = _fields(key)
+            for sub in value:
+                if sub in RESERVED[key]:
+                    how = "use the top-level 'weights' mapping" if sub == "reward_weights" else "set it on the command line"
+                    raise ConfigError(f"{source}: {key}.{sub} is set by mentor; {how}")
+                if sub not in known:
+                    raise _unknown(sub, known, f"{source}, section {key!r}", _class_name(key))
+        elif key not in top:
+            # A GRPOConfig/SFTConfig field at the top level belongs in its section.
+            for section in ("grpo", "sft"):
+                if key in _fields(section):
+                    raise ConfigError(
+                        f"{source}: key {key!r} is a {_class_name(section)} field; put it under the {section!r} section"
+                    )
+            raise _unknown(key, top, source, f"mentor's keys ({', '.join(sorted(top))})")
+    if cfg.get("preset") is not None:
+        from mentor.rewards import resolve_preset
+
+        try:
+            resolve_preset(cfg["preset"])
+        except ValueError as e:
+            raise ConfigError(f"{source}: {e}") from None
+    if cfg.get("tools") is not None:
+        from mentor.tools import toolset
+
+        try:
+            toolset(cfg["tools"])
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"{source}: 'tools': {e}") from None
+    if cfg.get("weights") is not None and not isinstance(cfg["weights"], Mapping):
+        raise ConfigError(f"{source}: 'weights' must map reward components to numbers")
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    validate(data, str(path))
+    return data
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge two configs; sections merge key by key, ``None`` values in ``override`` are skipped."""
+    out = copy.deepcopy(dict(base))
+    for key, value in (override or {}).items():
+        if value is None:
+            continue
+        if key in SECTIONS and isinstance(value, Mapping):
+            out[key] = {**(out.get(key) or {}), **copy.deepcopy(dict(value))}
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def default_config_path() -> Path | None:
+    """The config used when none is given: ``configs/cpu.yaml`` on a machine without CUDA."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return None
+    except ImportError:  # pragma: no cover
+        pass
+    return CPU_CONFIG if CPU_CONFIG.exists() else None
+
+
+def resolve(config: str | os.PathLike | Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """The full config: mentor defaults + the paper's Table 5/6 + a file or dict + overrides.
+
+    ``config=None`` means the default config (``configs/cpu.yaml`` without a GPU, else the
+    paper's). A YAML file is applied on the paper's defaults; a dict (the Python API's way to
+    ask for a small budget) is applied on the default config. Flat ``overrides`` are routed: mentor keys to the top level, then GRPOConfig,
+    SFTConfig and LoraConfig fields to their sections (a key known to both GRPO and SFT is
+    set in both); ``None`` values are ignored.
+    """
+    cfg: dict[str, Any] = {**MENTOR_DEFAULTS, "grpo": dict(PAPER_GRPO), "sft": dict(PAPER_SFT), "lora": dict(DEFAULT_LORA)}
+    if config is None or isinstance(config, Mapping):
+        path = default_config_path()
+        if path is not None:
+            cfg = merge(cfg, load_yaml(path))
+            cfg["_config_file"] = str(path)
+        if config is not None:
+            validate(config, "config")
+            cfg = merge(cfg, config)
+    else:
+        cfg = merge(cfg, load_yaml(config))
+        cfg["_config_file"] = str(config)
+    routed: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in MENTOR_DEFAULTS or key in SECTIONS:
+            routed[key] = value
+            continue
+        placed = False
+        for section in ("grpo", "sft", "lora"):
+            if key in _fields(section) and key not in RESERVED[section]:
+                routed.setdefault(section, {})[key] = value
+                placed = True
+            if placed and section == "grpo" and key not in _fields("sft"):
+                break
+        if not placed:
+            raise ConfigError(f"override {key!r} is not a mentor key nor a GRPOConfig/SFTConfig/LoraConfig field")
+    validate({k: v for k, v in routed.items()}, "overrides")
+    return merge(cfg, routed)
+
+
+def public(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The config without mentor's private bookkeeping keys (what is saved beside a run)."""
+    return {k: v for k, v in cfg.items() if not k.startswith("_")}

@@ -1,0 +1,105 @@
+"""Training datasets built from a references file (``mentor teach`` output).
+
+- GRPO: conversational ``prompt`` (``mentor.prompts.build_messages``; the chat template adds the
+  tools), plus the ``teacher_answer`` and ``teacher_tools`` columns the reward functions read.
+- SFT: the full conversation (prompt + the teacher's ``messages``) with the task's tool
+  schemas, so the chat template renders exactly what the student sees at rollout time; the
+  loss is restricted to assistant turns by TRL's ``assistant_only_loss``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from mentor.io import DataError
+from mentor.references import Reference, load_references
+
+
+def references(path: str | os.PathLike, only_correct: bool = True, limit: int | None = None) -> list[Reference]:
+    """Load the references (``DataError`` naming file/line/field on bad input) and check that
+    they share one task (math or qa), since the task decides the tool set."""
+    refs = load_references(path, only_correct=only_correct)
+    if limit:
+        refs = refs[: int(limit)]
+    tasks = {r.task for r in refs}
+    if len(tasks) > 1:
+        raise DataError(path, None, f"references mix tasks {sorted(tasks)}; train one task per run", "task")
+    return refs
+
+
+def task_of(refs: list[Reference]) -> str:
+    return refs[0].task if refs else "math"
+
+
+def grpo_rows(refs: list[Reference]) -> list[dict[str, Any]]:
+    from mentor.prompts import build_messages
+
+    return [
+        {
+            "prompt": build_messages(r.question),
+            "teacher_answer": r.teacher_answer,
+            "teacher_tools": list(r.teacher_tools),
+            "id": r.id,
+        }
+        for r in refs
+    ]
+
+
+def grpo_dataset(refs: list[Reference]):
+    from datasets import Dataset
+
+    return Dataset.from_list(grpo_rows(refs))
+
+
+def _normalise_message(msg: dict[str, Any], path: str, ref_id: str) -> dict[str, Any]:
+    """A teacher message in the shape chat templates render: assistant tool calls as
+    ``{"type": "function", "function": {"name", "arguments": <object>}}`` and tool results as
+    strings."""
+    role = msg.get("role")
+    if role not in ("assistant", "tool"):
+        raise DataError(path, None, f"reference {ref_id!r}: teacher messages must be assistant/tool turns, got {role!r}", "messages")
+    out: dict[str, Any] = {"role": role, "content": msg.get("content") or ""}
+    if not isinstance(out["content"], str):
+        out["content"] = json.dumps(out["content"], ensure_ascii=False)
+    if role == "assistant" and msg.get("tool_calls"):
+        calls = []
+        for tc in msg["tool_calls"]:
+            fn = tc.get("function", tc) if isinstance(tc, dict) else {}
+            args = fn.get("arguments", {})
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args) if args.strip() else {}
+                except json.JSONDecodeError:
+                    raise DataError(path, None, f"reference {ref_id!r}: tool call arguments are not JSON", "messages") from None
+            calls.append({"type": "function", "function": {"name": fn.get("name"), "arguments": args}})
+        out["tool_calls"] = calls
+    if role == "tool" and msg.get("name"):
+        out["name"] = msg["name"]
+    return out
+
+
+def sft_conversations(refs: list[Reference], path: str | os.PathLike = "references") -> list[list[dict[str, Any]]]:
+    from mentor.prompts import build_messages
+
+    convs = []
+    for r in refs:
+        msgs = [_normalise_message(m, str(path), r.id) for m in r.messages]
+        if not any(m["role"] == "assistant" for m in msgs):
+            raise DataError(path, None, f"reference {r.id!r} has no assistant turn to learn from", "messages")
+        convs.append(build_messages(r.question) + msgs)
+    return convs
+
+
+def sft_dataset(refs: list[Reference], path: str | os.PathLike = "references", tools: Any = None):
+    """``messages`` (stored as JSON so that tool calls with different argument names keep their
+    own keys) and ``tools`` (the JSON schemas, as TRL's SFT tokenizer reads them)."""
+    from datasets import Dataset, Features, Json, Value
+
+    from mentor.prompts import task_tools
+    from mentor.tools import schemas
+
+    tools_json = json.dumps(schemas(tools or task_tools(task_of(refs))))
+    rows = [{"messages": conv, "tools": tools_json} for conv in sft_conversations(refs, path)]
+    return Dataset.from_list(rows, features=Features({"messages": Json(), "tools": Value("string")}))
