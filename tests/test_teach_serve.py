@@ -59,3 +59,20 @@ def test_openai_backend_against_transformers_serve(tmp_path, default_model_path)
         assert all(o["correct"] for _, o in read_jsonl(out)) if kept else True
         assert "kept" in r.stdout and "no answer" in r.stdout
         assert time.time() - t0 < 300
+
+
+def test_hf_backend_with_the_bundled_model(tmp_path, default_model_path):
+    """`--teacher hf` runs HFGenerator + mentor.rollout.rollout on the bundled model (model
+    option omitted -> smollm2-135m) and writes well-formed records."""
+    out = tmp_path / "hf.jsonl"
+    r = subprocess.run(
+        [sys.executable, "-m", "mentor.cli", "teach", "--teacher", "hf", "--dataset", "synthetic", "--split", "ood",
+         "--n", "3", "--max-tokens", "24", "--max-turns", "2", "--temperature", "0", "--batch-size", "3",
+         "--keep-all", "--no-progress", "--out", str(out)],
+        capture_output=True, text=True, env=ENV, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    refs = list(iter_references(out))
+    assert len(refs) == 3 and {x.teacher["backend"] for x in refs} == {"hf"}
+    assert refs[0].teacher["model_path"] == default_model_path and refs[0].teacher["max_tokens"] == 24
+    assert all(x.messages and x.meta["tokens"] > 0 and x.meta["split"] == "ood" for x in refs)
