@@ -131,7 +131,7 @@ def test_summaries_are_computed_from_records():
 
 # ----------------------------------------------------------------------------- the bundled model
 
-SMALL = {"limit": 2, "max_new_tokens": 32, "max_turns": 2, "progress": False}
+SMALL = {"limit": 2, "max_new_tokens": 24, "max_turns": 2, "progress": False}
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,7 @@ def test_report_from_real_runs(tmp_path, default_model_path):
     from mentor.rollout import HFGenerator
 
     gen = HFGenerator.from_name(default_model_path, batch_size=4)
-    small = {"limit": 2, "max_new_tokens": 24, "max_turns": 2, "progress": False}
+    small = {"limit": 2, "max_new_tokens": 16, "max_turns": 1, "progress": False}
     vanilla = tmp_path / "vanilla"
     for bench, tools in (("synthetic:test", True), ("synthetic:test", False), ("synthetic:ood", True)):
         res = evaluate("smollm2-135m", bench, generator=gen, tools=tools, **small)
@@ -149,5 +149,6 @@ def test_report_from_real_runs(tmp_path, default_model_path):
     assert v["tool_effect"]["synthetic:test"] == [without["accuracy"], with_tools["accuracy"]]
     assert len(v["calls_per_question"]["out-of-domain"]) == 2
     assert numbers["methods"]["mentor"]["preset"] == "mentor"
+    assert set(v["macro"]) == {"Math", "Math OOD"}  # synthetic:ood averages apart from in-domain math
     md = (out / "report.md").read_text()
     assert "synthetic:test" in md and "Fig. 6" in md

@@ -63,17 +63,19 @@ def accuracy_vs_alignment(path, points: Mapping[str, tuple[float, float]], title
     if not points:
         return placeholder(path, title, "needs a teacher tool distribution (references file) and math evaluations with tools")
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    seen: dict[tuple[float, float], int] = {}
     for m, (a, acc) in points.items():
         ax.scatter([100 * a], [100 * acc], s=60)
-        ax.annotate(m, (100 * a, 100 * acc), textcoords="offset points", xytext=(5, 5), fontsize=9)
+        k = seen.get((round(a, 3), round(acc, 3)), 0)  # stack the labels of coinciding points
+        seen[(round(a, 3), round(acc, 3))] = k + 1
+        ax.annotate(m, (100 * a, 100 * acc), textcoords="offset points", xytext=(6, 4 + 11 * k), fontsize=9)
     ax.set_xlabel("alignment score (1 - JS distance, %)")
     ax.set_ylabel("in-domain accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    xs = [100 * a for a, _ in points.values()]
     ys = [100 * y for _, y in points.values()]
-    ax.set_xlim(min(xs) - 5, max(xs) + 5)
-    ax.set_ylim(min(ys) - 5, max(ys) + 5)
+    ax.set_xlim(-3, 103)
+    ax.set_ylim(-3, max(ys) + 10)
     return _save(fig, path)
 
 

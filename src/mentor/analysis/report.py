@@ -40,6 +40,13 @@ FIGURES = {
     "fig7": "fig7_tool_usage_rate.png",
 }
 KIND_LABEL = {"math": "Math", "qa": "RAG", "bfcl": "BFCL"}
+
+
+def group_label(result: Mapping[str, Any]) -> str:
+    """The Table 2 column a benchmark averages into: Math (in-domain), Math OOD, RAG, BFCL."""
+    kind = result.get("kind", "math")
+    label = KIND_LABEL.get(kind, kind)
+    return f"{label} OOD" if kind == "math" and result.get("domain") == "out-of-domain" else label
 _INVALID_KEYS = ("invalid_call_rate", "tools/invalid_call_rate", "invalid_tool_call_rate")
 _USAGE_KEYS = ("tool_usage_rate", "tools/usage_rate", "usage_rate")
 
@@ -178,13 +185,13 @@ def analyse(methods: Mapping[str, MethodData], teacher: Counter | None) -> dict[
         with_tools = {e["benchmark"]: e for e in md.evals if e.get("settings", {}).get("tools", True)}
         without = {e["benchmark"]: e for e in md.evals if not e.get("settings", {}).get("tools", True)}
         for b, e in with_tools.items():
-            if (b, e.get("kind", "math")) not in benchmarks:
-                benchmarks.append((b, e.get("kind", "math")))
+            if (b, group_label(e)) not in benchmarks:
+                benchmarks.append((b, group_label(e)))
         acc = {b: e["accuracy"] for b, e in with_tools.items()}
-        by_kind: dict[str, list[float]] = {}
+        by_group: dict[str, list[float]] = {}
         for b, e in with_tools.items():
-            by_kind.setdefault(e.get("kind", "math"), []).append(e["accuracy"])
-        macro = {KIND_LABEL.get(k, k): sum(v) / len(v) for k, v in by_kind.items()}
+            by_group.setdefault(group_label(e), []).append(e["accuracy"])
+        macro = {g: sum(v) / len(v) for g, v in by_group.items()}
         math_counts: Counter = Counter()
         has_math = False
         for e in with_tools.values():
@@ -241,7 +248,7 @@ def _pct(x: float | None) -> str:
 def _tables(numbers: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     ms = numbers["methods"]
     benches = numbers["benchmarks"]
-    kinds = [KIND_LABEL.get(k, k) for k in dict.fromkeys(k for _, k in benches)]
+    kinds = list(dict.fromkeys(g for _, g in benches))
     t2 = (
         "Table 2/3: accuracy (%) per benchmark, macro average per task, alignment score (%)",
         ["method", *[b for b, _ in benches], *[f"{k} (avg)" for k in kinds], "alignment"],
