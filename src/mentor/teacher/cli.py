@@ -56,7 +56,7 @@ def teach(
 
     from mentor.data import load_questions
     from mentor.io import DataError
-    from mentor.rollout import Sampling
+    from mentor.teacher.factory import make_teacher
     from mentor.teacher.generate import generate_references, rejected_path
     from mentor.tools import set_tool_server
 
@@ -71,27 +71,13 @@ def teach(
     if task not in (None, "math", "qa"):
         raise typer.BadParameter("choose math or qa", param_hint="--task")
     set_tool_server(tool_server)
-    sampling = Sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_tokens, seed=seed)
     try:
         questions = load_questions(dataset, split=split, n=n, seed=seed, question_field=question_field,
                                    answer_field=answer_field, task=task)
-        if teacher is Backend.program:
-            from mentor.teacher.program import ProgramTeacher
-
-            backend = ProgramTeacher()
-        elif teacher is Backend.openai:
-            from mentor.models import resolve_model
-            from mentor.teacher.openai_backend import OpenAIConfig, OpenAITeacher
-
-            cfg = OpenAIConfig(base_url=base_url, model=resolve_model(model), api_key_env=api_key_env,
+        backend = make_teacher(teacher.value, model=model, base_url=base_url, api_key_env=api_key_env,
                                concurrency=concurrency, timeout=timeout, retries=retries, backoff=backoff,
-                               max_turns=max_turns, sampling=sampling, extra_body=body)
-            backend = OpenAITeacher(cfg, system=system)
-        else:
-            from mentor.teacher.hf_backend import HFTeacher
-
-            backend = HFTeacher(model, sampling=sampling, max_turns=max_turns, batch_size=batch_size, dtype=dtype,
-                                system=system)
+                               max_turns=max_turns, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                               seed=seed, extra_body=body, system=system, batch_size=batch_size, dtype=dtype)
         summary = generate_references(questions, backend, out, keep_all=keep_all, retry_failed=retry_failed,
                                       progress=progress, config=config, seed=seed)
     except (DataError, ValueError) as e:
