@@ -20,8 +20,9 @@ _CONFIG_HELP = ("YAML config (mentor keys + grpo/sft/lora sections with any GRPO
 
 def _fail(e: Exception) -> None:
     from rich.console import Console
+    from rich.markup import escape as rich_escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {rich_escape(str(e))}", highlight=False)
     raise typer.Exit(2)
 
 

@@ -198,22 +198,21 @@ def default_config_path() -> Path | None:
 def resolve(config: str | os.PathLike | Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
     """The full config: mentor defaults + the paper's Table 5/6 + a file or dict + overrides.
 
-    ``config=None`` means the default config (``configs/cpu.yaml`` without a GPU, else the
-    paper's). A YAML file is applied on the paper's defaults; a dict (the Python API's way to
-    ask for a small budget) is applied on the default config. Flat ``overrides`` are routed: mentor keys to the top level, then GRPOConfig,
+    The base is the paper's defaults, plus ``configs/cpu.yaml`` on a machine without CUDA;
+    ``config`` (a YAML file, or a dict: the Python API's way to ask for a small budget) is
+    applied on top of it, so it only needs the keys it changes. Flat ``overrides`` are routed: mentor keys to the top level, then GRPOConfig,
     SFTConfig and LoraConfig fields to their sections (a key known to both GRPO and SFT is
     set in both); ``None`` values are ignored.
     """
     cfg: dict[str, Any] = {**MENTOR_DEFAULTS, "grpo": dict(PAPER_GRPO), "sft": dict(PAPER_SFT), "lora": dict(DEFAULT_LORA)}
-    if config is None or isinstance(config, Mapping):
-        path = default_config_path()
-        if path is not None:
-            cfg = merge(cfg, load_yaml(path))
-            cfg["_config_file"] = str(path)
-        if config is not None:
-            validate(config, "config")
-            cfg = merge(cfg, config)
-    else:
+    base = default_config_path()
+    if base is not None:
+        cfg = merge(cfg, load_yaml(base))
+        cfg["_base_config"] = str(base)
+    if isinstance(config, Mapping):
+        validate(config, "config")
+        cfg = merge(cfg, config)
+    elif config is not None:
         cfg = merge(cfg, load_yaml(config))
         cfg["_config_file"] = str(config)
     routed: dict[str, Any] = {}

@@ -46,6 +46,7 @@ def write_run_metadata(out: Path, cfg: Mapping[str, Any], references: str | os.P
         references=str(Path(references).resolve()),
         references_sha256=file_sha256(references),
         config_file=cfg.get("_config_file"),
+        base_config=cfg.get("_base_config"),
         **extra,
     )
     path = out / "run.json"
