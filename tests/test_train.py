@@ -166,9 +166,11 @@ def test_grpo_records_and_checkpoints(grpo_run, refs, base_weights):
     assert meta["reward_components"] == list(PRESETS["mentor"]) and meta["seed"] == 0
     model, tok = load(str(grpo_run / "final"))
     assert tok.chat_template
-    # GRPO moves the weights exactly when some group had reward variance (non-zero advantage).
-    signal = any(r["trl"]["frac_reward_zero_std"] < 1 for r in recs)
-    assert changed(base_weights, dict(model.state_dict())) == signal
+    # GRPO moves the weights when some group had reward variance (a non-zero advantage). The
+    # untrained 135M student rarely has any (no tool calls, no boxed answers); test_sft_rl
+    # checks the update where the SFT warm start guarantees variance.
+    if any(r["trl"]["frac_reward_zero_std"] < 1 for r in recs):
+        assert changed(base_weights, dict(model.state_dict()))
 
 
 def test_grpo_resume(grpo_run, refs, cfg_file):
@@ -181,12 +183,18 @@ def test_grpo_resume(grpo_run, refs, cfg_file):
 
 def test_sft_rl_warm_start_calls_tools(sft_run, work, refs, cfg_file):
     out = work / "sftrl"
+    cfg = yaml.safe_load(cfg_file.read_text())
+    cfg["grpo"].update(num_generations=4, per_device_train_batch_size=8, max_completion_length=64)
+    (work / "cfg-sftrl.yaml").write_text(yaml.safe_dump(cfg))
     cli("train", "sft-rl", "--preset", "mentor", "--references", str(refs), "--output-dir", str(out),
-        "--config", str(cfg_file), "--max-steps", "1", "--sft-max-steps", "3")
+        "--config", str(work / "cfg-sftrl.yaml"), "--max-steps", "1", "--sft-max-steps", "3")
     recs = records(out / "grpo" / "metrics.jsonl")
     assert len(recs) == 1
-    # The SFT warm start is what gives the 135M student tool calls to be rewarded for.
+    # The SFT warm start is what gives the 135M student tool calls to be rewarded for, hence
+    # reward variance within a group, a non-zero advantage, and a GRPO update.
     assert recs[0]["tool_usage_rate"] > 0 and recs[0]["mean_tool_calls"] > 0
+    assert recs[0]["trl"]["frac_reward_zero_std"] < 1
+    assert changed(state_dict(out / "sft" / "final"), state_dict(out / "final"))
     meta = json.loads((out / "grpo" / "run.json").read_text())
     assert meta["config"]["model"] == str(out / "sft" / "final")
     from mentor.models import load
