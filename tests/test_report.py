@@ -80,7 +80,7 @@ def test_report_numbers_from_trajectories(tmp_path):
     assert n["calls_per_question"]["in-domain"] == [1, 1]
     assert n["train"]["invalid_call_rate"] == [(1.0, 0.5), (2.0, 0.2), (3.0, 0.1)]
     for f in FIGURES.values():
-        assert_png(tmp_path / "out" / f)
+        assert_png(tmp_path / "out" / "plots" / f)
     assert res["notes"] == []
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| mentor | 50.00 | 50.00 |" in md and "fig4_tool_difference.png" in md
@@ -95,7 +95,7 @@ def _make_log(path, preset, values):
 def test_report_with_no_data_notes_instead_of_failing(tmp_path):
     res = build_report(tmp_path / "empty", methods={})
     for f in FIGURES.values():
-        assert_png(tmp_path / "empty" / f)
+        assert_png(tmp_path / "empty" / "plots" / f)
     assert any("No evaluation results" in n for n in res["notes"])
     assert "_no data_" in (tmp_path / "empty" / "report.md").read_text()
 
@@ -139,7 +139,7 @@ def test_report_from_real_runs(tmp_path, default_model_path):
                         "--references", str(refs), "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     for f in FIGURES.values():
-        assert_png(out / f)
+        assert_png(out / "plots" / f)
     numbers = json.loads((out / "report.json").read_text())
     assert set(numbers["methods"]) == {"vanilla", "mentor", "sparse"}
     v = numbers["methods"]["vanilla"]

@@ -18,6 +18,9 @@ from typing import Any
 
 DEFAULT_MODEL = "smollm2-135m"
 _ALIASES = {DEFAULT_MODEL, "default", "smollm2", "smollm2-135m-instruct"}
+#: The bundled model with the compact tool prompt (``mentor.prompts`` style ``qwen2.5-compact``):
+#: same weights, a prompt a third as long; the CPU pipeline's student.
+COMPACT_MODEL = "smollm2-135m-compact"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CACHE_VERSION = "1"
 
@@ -99,10 +102,47 @@ def ensure_default_model(progress: bool = True) -> Path:
     return target
 
 
+def ensure_compact_model() -> Path:
+    """The bundled model with the ``qwen2.5-compact`` tool template: a directory beside the
+    default one whose weights are symlinks to it and whose tokenizer carries the compact
+    template and the response schema TRL needs to parse its ``<tool_call>`` blocks."""
+    base = ensure_default_model()
+    target = cache_dir() / "models" / "smollm2-135m-instruct-compact"
+    if _ready(target):
+        return target
+    from filelock import FileLock
+
+    with FileLock(str(target) + ".lock"):
+        if _ready(target):
+            return target
+        from transformers import AutoTokenizer
+        from trl.chat_template_utils import qwen3_template
+
+        from mentor.prompts import chat_template
+
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for f in base.iterdir():
+            if f.suffix in (".safetensors", ".json") and not f.name.startswith("tokenizer"):
+                (tmp / f.name).symlink_to(f.resolve())
+        tok = AutoTokenizer.from_pretrained(str(base))
+        tok.chat_template = chat_template("qwen2.5-compact")
+        tok.response_template = qwen3_template  # same <tool_call> format as Qwen2.5/Qwen3
+        tok.save_pretrained(tmp)
+        (tmp / ".mentor-ready").write_text(_CACHE_VERSION)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return target
+
+
 def resolve_model(name: str | os.PathLike | None) -> str:
-    """A model argument (Hub id, local directory, or ``smollm2-135m``) as a loadable path/id."""
+    """A model argument (Hub id, local directory, ``smollm2-135m`` or ``smollm2-135m-compact``)
+    as a loadable path or Hub id."""
     if name is None or str(name).lower() in _ALIASES:
         return str(ensure_default_model())
+    if str(name).lower() == COMPACT_MODEL:
+        return str(ensure_compact_model())
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
@@ -112,7 +152,7 @@ def resolve_model(name: str | os.PathLike | None) -> str:
 
 
 def is_default(name: str | None) -> bool:
-    return name is None or str(name).lower() in _ALIASES
+    return name is None or str(name).lower() in _ALIASES | {COMPACT_MODEL}
 
 
 def load_tokenizer(name: str | None = None, padding_side: str = "left") -> Any:

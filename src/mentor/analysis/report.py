@@ -293,6 +293,13 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 def build_report(
     out_dir: str | os.PathLike,
     methods: Mapping[str, Any] | None = None,
@@ -301,6 +308,8 @@ def build_report(
     teacher: str | Sequence[Any] | None = None,
     runs: Sequence[str | os.PathLike] = (),
     title: str = "MENTOR report",
+    plots_dir: str = "plots",
+    summary: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write the report; return ``{"markdown", "html", "json", "figures": {fig: path}, "notes"}``.
 
@@ -309,12 +318,16 @@ def build_report(
     "preset": "mentor"}}``; ``train_logs`` maps a preset/method to a per-step JSONL (added to
     the method of that name); ``runs`` are run directories collected with ``collect_runs``;
     ``teacher`` is a teacher eval result (file/dict or list) used when no references file is given.
+    The PNGs go to ``out_dir/plots_dir``; ``summary`` (method -> metric -> value, as ``mentor run``
+    writes to ``summary.json``) is shown first when given.
     """
     from mentor.analysis import plots
     from mentor.tools import MATH_TOOL_NAMES
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    figdir = out / plots_dir
+    figdir.mkdir(parents=True, exist_ok=True)
     data: dict[str, MethodData] = dict(collect_runs(runs)) if runs else {}
     for name, spec in (methods or {}).items():
         md = _as_method(name, spec)
@@ -344,13 +357,13 @@ def build_report(
     ms = numbers["methods"]
     figs: dict[str, Path] = {}
     effect = {m: d["tool_effect"] for m, d in ms.items() if d["tool_effect"]}
-    figs["fig1"] = plots.tool_effect(out / FIGURES["fig1"], effect)
+    figs["fig1"] = plots.tool_effect(figdir / FIGURES["fig1"], effect)
     if not effect:
         notes.append("Fig. 1 needs the same benchmark evaluated with and without tools (`mentor eval --no-tools`).")
     pts = {m: (d["alignment"], d["macro"].get("Math", 0.0)) for m, d in ms.items() if d["alignment"] is not None and m != "teacher"}
-    figs["fig3"] = plots.accuracy_vs_alignment(out / FIGURES["fig3"], pts)
+    figs["fig3"] = plots.accuracy_vs_alignment(figdir / FIGURES["fig3"], pts)
     diffs = {m: d["tool_difference"] for m, d in ms.items() if d["tool_difference"] and m != "teacher"}
-    figs["fig4"] = plots.tool_difference(out / FIGURES["fig4"], diffs, MATH_TOOL_NAMES)
+    figs["fig4"] = plots.tool_difference(figdir / FIGURES["fig4"], diffs, MATH_TOOL_NAMES)
     if tcounts is not None and not diffs:
         notes.append("Fig. 4: no student made a math tool call in the evaluations given.")
     dists: dict[str, dict[str, list[int]]] = {}
@@ -358,16 +371,20 @@ def build_report(
         for dom, v in d["calls_per_question"].items():
             if v:
                 dists.setdefault(dom, {})[m] = v
-    figs["fig5"] = plots.calls_per_question(out / FIGURES["fig5"], dists)
+    figs["fig5"] = plots.calls_per_question(figdir / FIGURES["fig5"], dists)
     label = lambda m, d: d["preset"] if d["preset"] and d["preset"] != m else m  # noqa: E731
     inv = {label(m, d): d["train"]["invalid_call_rate"] for m, d in ms.items() if d["train"]["invalid_call_rate"]}
     use = {label(m, d): d["train"]["tool_usage_rate"] for m, d in ms.items() if d["train"]["tool_usage_rate"]}
-    figs["fig6"] = plots.over_steps(out / FIGURES["fig6"], inv, "invalid tool-call rate", "Invalid tool-call rate over training (Fig. 6)")
-    figs["fig7"] = plots.over_steps(out / FIGURES["fig7"], use, "tool-usage rate", "Tool-usage rate over training (Fig. 7)")
+    figs["fig6"] = plots.over_steps(figdir / FIGURES["fig6"], inv, "invalid tool-call rate", "Invalid tool-call rate over training (Fig. 6)")
+    figs["fig7"] = plots.over_steps(figdir / FIGURES["fig7"], use, "tool-usage rate", "Tool-usage rate over training (Fig. 7)")
     if not inv and not use:
         notes.append("Fig. 6/7 need training logs (metrics.jsonl with invalid_call_rate / tool_usage_rate per step).")
 
     tables = _tables(numbers)
+    if summary:
+        keys = list(next(iter(summary.values())).keys())
+        rows = [[m, *("-" if v.get(k) is None else f"{v[k]:.3f}" for k in keys)] for m, v in summary.items()]
+        tables.insert(0, ("Summary (summary.json)", ["method", *(k.replace("_", " ") for k in keys)], rows))
     captions = {
         "fig1": "Tool effect: accuracy with and without tools (Fig. 1).",
         "fig3": "In-domain (math) accuracy vs alignment score with the teacher's tool distribution (Fig. 3).",
@@ -384,7 +401,7 @@ def build_report(
         md_parts.append(f"## {cap}\n\n{_md_table(header, rows)}")
     md_parts.append("## Figures\n")
     for k, p in figs.items():
-        md_parts.append(f"### {captions[k]}\n\n![{k}]({p.name})\n")
+        md_parts.append(f"### {captions[k]}\n\n![{k}]({_rel(p, out)})\n")
     md_parts.append("## Sources\n\n" + "\n".join(f"- `{s}`" for s in sources) + "\n")
     md_text = "\n".join(md_parts)
     (out / "report.md").write_text(md_text, encoding="utf-8")
@@ -399,10 +416,10 @@ def build_report(
         h.append(f"<h2>{html.escape(cap)}</h2>{_html_table(header, rows)}")
     h.append("<h2>Figures</h2>")
     for k, p in figs.items():
-        h.append(f"<h3>{html.escape(captions[k])}</h3><img src='{p.name}' alt='{k}'>")
+        h.append(f"<h3>{html.escape(captions[k])}</h3><img src='{_rel(p, out)}' alt='{k}'>")
     h.append("</body></html>")
     (out / "report.html").write_text("\n".join(h), encoding="utf-8")
-    write_json(out / "report.json", {**numbers, "notes": notes, "sources": sources, "figures": {k: p.name for k, p in figs.items()}})
+    write_json(out / "report.json", {**numbers, "notes": notes, "sources": sources, "figures": {k: _rel(p, out) for k, p in figs.items()}})
     return {
         "markdown": out / "report.md",
         "html": out / "report.html",

@@ -1,0 +1,321 @@
+"""The CPU-scale reproduction study: do the paper's qualitative findings hold at this scale?
+
+Runs the bundled setup (SmolLM2-135M with the compact tool prompt, the program teacher, the
+synthetic task family) with larger budgets than `mentor run`'s demo and several RL seeds, all
+from ONE shared SFT warm start (the 135M model cannot call tools without it):
+
+    data -> references -> vanilla eval -> SFT (shared) -> per seed: GRPO with the sparse, f1 and
+    mentor presets -> evaluation in-domain (synthetic:test) and out-of-domain (synthetic:ood)
+
+and checks, with 95% bootstrap confidence intervals (resampling evaluation items, pooled over
+seeds, and training steps for the trends):
+
+  1. MENTOR >= Sparse on out-of-domain accuracy; SFT below the RL methods out of domain (Table 2)
+  2. strict alignment (mentor) gives a higher alignment score than f1 and than sparse (Table 3)
+  3. the validity reward drives the invalid tool-call rate down during training; presets
+     without it (sparse) do not (Fig. 6)
+  4. alignment-rewarding presets raise the tool-usage rate; sparse drifts away from tools (Fig. 7)
+
+A finding is "holds" only when its confidence interval excludes the opposite; otherwise it is
+reported as "not shown" (or "does not hold" when the interval is entirely on the wrong side).
+
+    .venv/bin/python benchmarks/repro_study.py --out runs/study            # the README's table
+    .venv/bin/python benchmarks/repro_study.py --out runs/quick --seeds 0 --rl-steps 2 --limit 4   # smoke
+
+Everything is resumable (each seed is a `mentor run` directory). Prints a markdown table and
+writes `OUT/study.json` and `OUT/study.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from mentor.pipeline import Pipeline, load_config  # noqa: E402
+
+PRESETS = {"sparse": "sparse", "f1": "f1", "mentor": "mentor"}
+SHARED_STAGES = ("data", "teach", "vanilla", "sft")
+
+
+def study_config(args: argparse.Namespace, seed: int) -> dict:
+    overrides = {
+        "name": f"study-seed{seed}",
+        "seed": seed,
+        "data": {"n": args.n_train},
+        "train": {
+            "sft": {"max_steps": args.sft_steps, "per_device_train_batch_size": 2, "learning_rate": 2e-3},
+            "rl": {
+                "max_steps": args.rl_steps,
+                "num_generations": args.generations,
+                "per_device_train_batch_size": args.generations * args.questions_per_step,
+                "max_completion_length": args.max_completion_length,
+                "max_tool_calling_iterations": 3,
+                "learning_rate": args.rl_lr,
+                "temperature": 1.0,
+            },
+            "methods": dict(PRESETS),
+        },
+        "eval": {"limit": args.limit, "max_new_tokens": 64, "max_turns": 3, "tool_effect": True},
+    }
+    return load_config(None, overrides)
+
+
+def link_shared(first: Path, other: Path) -> None:
+    """Seeds > first reuse the first seed's data, references, SFT model and vanilla/SFT evals."""
+    (other / "stages").mkdir(parents=True, exist_ok=True)
+    (other / "eval").mkdir(parents=True, exist_ok=True)
+    (other / "models").mkdir(parents=True, exist_ok=True)
+    for rel in ("data", "references.jsonl", "models/sft", "eval/vanilla"):
+        src, dst = first / rel, other / rel
+        if src.exists() and not dst.exists():
+            dst.symlink_to(src.resolve(), target_is_directory=src.is_dir())
+    if (first / "eval" / "sft").exists() and not (other / "eval" / "sft").exists():
+        (other / "eval" / "sft").symlink_to((first / "eval" / "sft").resolve(), target_is_directory=True)
+    for s in SHARED_STAGES:
+        m = first / "stages" / f"{s}.json"
+        if m.exists() and not (other / "stages" / f"{s}.json").exists():
+            shutil.copy(m, other / "stages" / f"{s}.json")
+
+
+# ----------------------------------------------------------------- statistics
+
+
+def boot_ci(values_a, values_b=None, n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean (or mean difference a - b, unpaired) and its 95% bootstrap interval."""
+    rng = np.random.default_rng(seed)
+    a = np.asarray(values_a, dtype=float)
+    if values_b is None:
+        idx = rng.integers(0, len(a), size=(n_boot, len(a)))
+        boots = a[idx].mean(axis=1)
+        return float(a.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+    b = np.asarray(values_b, dtype=float)
+    ia = rng.integers(0, len(a), size=(n_boot, len(a)))
+    ib = rng.integers(0, len(b), size=(n_boot, len(b)))
+    boots = a[ia].mean(axis=1) - b[ib].mean(axis=1)
+    return float(a.mean() - b.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def verdict(lo: float, hi: float) -> str:
+    """For a difference the paper says is > 0."""
+    if lo > 0:
+        return "holds"
+    if hi < 0:
+        return "does not hold"
+    return "not shown (CI includes 0)"
+
+
+def boot_alignment(items_a, items_b, teacher, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Alignment score of A minus B (tool names per in-domain item), resampling items."""
+    from collections import Counter
+
+    from mentor.analysis import alignment_score
+
+    rng = np.random.default_rng(seed)
+
+    def score(items, idx=None):
+        c: Counter = Counter()
+        for i in range(len(items)) if idx is None else idx:
+            c.update(items[i])
+        return alignment_score(teacher, c)
+
+    point = score(items_a) - score(items_b)
+    boots = [
+        score(items_a, rng.integers(0, len(items_a), len(items_a))) - score(items_b, rng.integers(0, len(items_b), len(items_b)))
+        for _ in range(n_boot)
+    ]
+    return float(point), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def collect(runs: list[Path]) -> dict:
+    """Per method: correctness per item (in/ood, pooled over seeds), tool names per item,
+    per-step training curves."""
+    from mentor.analysis import alignment_score, tool_counts
+    from mentor.references import load_references
+
+    teacher = tool_counts(r.messages for r in load_references(runs[0] / "references.jsonl"))
+    out: dict = {"teacher_counts": dict(teacher), "methods": {}}
+    methods = ["vanilla", "sft", *PRESETS]
+    for m in methods:
+        d = {"in": [], "ood": [], "calls": 0, "invalid": 0, "used": [], "in_tools": [], "alignment_per_seed": [], "curves": []}
+        seen_shared = False
+        for run in runs:
+            if m in ("vanilla", "sft"):
+                if seen_shared:
+                    continue
+                seen_shared = True
+            counts: dict[str, int] = {}
+            for name, key in (("synthetic_test.json", "in"), ("synthetic_ood.json", "ood")):
+                p = run / "eval" / m / name
+                if not p.exists():
+                    continue
+                res = json.loads(p.read_text())
+                for r in res["records"]:
+                    d[key].append(float(r["correct"]))
+                    d["calls"] += r["num_tool_calls"]
+                    d["invalid"] += r["invalid_calls"]
+                    d["used"].append(float(r["num_tool_calls"] > 0))
+                    if key == "in":
+                        d["in_tools"].append(list(r["tool_names"]))
+                        for t in r["tool_names"]:
+                            counts[t] = counts.get(t, 0) + 1
+            d["alignment_per_seed"].append(alignment_score(teacher, counts))
+            log = run / "models" / m / "metrics.jsonl"
+            if log.exists() and m in PRESETS:
+                rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+                d["curves"].append(
+                    [(r.get("step"), r.get("invalid_call_rate"), r.get("tool_usage_rate")) for r in rows if "invalid_call_rate" in r]
+                )
+        out["methods"][m] = d
+    return out
+
+
+def trend(curves: list[list[tuple]], col: int) -> tuple[float, float, float, float, float]:
+    """Last-third minus first-third of the steps (pooled over seeds): (first, last, diff, lo, hi)."""
+    first, last = [], []
+    for c in curves:
+        vals = [row[col] for row in c if row[col] is not None]
+        if len(vals) < 3:
+            continue
+        k = max(1, len(vals) // 3)
+        first += vals[:k]
+        last += vals[-k:]
+    if not first:
+        return (float("nan"),) * 5
+    diff, lo, hi = boot_ci(last, first)
+    return float(np.mean(first)), float(np.mean(last)), diff, lo, hi
+
+
+def analyse(data: dict) -> tuple[list[list[str]], list[list[str]], dict]:
+    ms = data["methods"]
+    rows = []
+    for m, d in ms.items():
+        acc_in = boot_ci(d["in"]) if d["in"] else (float("nan"),) * 3
+        acc_ood = boot_ci(d["ood"]) if d["ood"] else (float("nan"),) * 3
+        inv = d["invalid"] / d["calls"] if d["calls"] else 0.0
+        use = float(np.mean(d["used"])) if d["used"] else float("nan")
+        al = float(np.mean(d["alignment_per_seed"])) if d["alignment_per_seed"] else float("nan")  # mean over seeds
+        rows.append(
+            [
+                m,
+                f"{acc_in[0]:.3f} [{acc_in[1]:.3f}, {acc_in[2]:.3f}]",
+                f"{acc_ood[0]:.3f} [{acc_ood[1]:.3f}, {acc_ood[2]:.3f}]",
+                f"{inv:.3f}",
+                f"{use:.3f}",
+                f"{al:.3f}",
+            ]
+        )
+    findings = []
+    numbers: dict = {}
+    # 1. MENTOR >= Sparse OOD; SFT below RL methods OOD
+    diff = boot_ci(ms["mentor"]["ood"], ms["sparse"]["ood"])
+    numbers["mentor_minus_sparse_ood"] = diff
+    findings.append(["MENTOR > Sparse, out-of-domain accuracy (Table 2)", _fmt(diff), verdict(diff[1], diff[2])])
+    rl_ood = ms["sparse"]["ood"] + ms["mentor"]["ood"]
+    diff = boot_ci(rl_ood, ms["sft"]["ood"])
+    numbers["rl_minus_sft_ood"] = diff
+    findings.append(["SFT below the RL methods, out-of-domain accuracy (Table 2)", _fmt(diff), verdict(diff[1], diff[2])])
+    # 2. alignment score: mentor > f1, mentor > sparse (in-domain items pooled over seeds, resampled)
+    from collections import Counter
+
+    teacher = Counter(data["teacher_counts"])
+    for other in ("f1", "sparse"):
+        diff = boot_alignment(ms["mentor"]["in_tools"], ms[other]["in_tools"], teacher)
+        numbers[f"alignment_mentor_minus_{other}"] = diff
+        findings.append([f"alignment score: MENTOR > {other} (Table 3)", _fmt(diff), verdict(diff[1], diff[2])])
+    # 3. validity reward drives invalid rate down; sparse does not
+    for m in ("mentor", "f1", "sparse"):
+        t = trend(ms[m]["curves"], 1)
+        numbers[f"invalid_trend_{m}"] = t
+        want_down = m != "sparse"
+        if want_down:
+            v = "holds" if t[4] < 0 else ("does not hold" if t[3] > 0 else "not shown (CI includes 0)")
+            claim = f"{m} (has R_v): invalid-call rate falls during training (Fig. 6)"
+        else:
+            v = "holds" if t[3] > -0.05 else "does not hold"  # no reliable fall
+            claim = "sparse (no R_v): invalid-call rate does not fall (Fig. 6)"
+        findings.append([claim, f"first {t[0]:.3f} -> last {t[1]:.3f}; diff {t[2]:+.3f} [{t[3]:+.3f}, {t[4]:+.3f}]", v])
+    # 4. tool usage: alignment presets raise it; sparse drifts away
+    for m in ("mentor", "f1", "sparse"):
+        t = trend(ms[m]["curves"], 2)
+        numbers[f"usage_trend_{m}"] = t
+        if m != "sparse":
+            v = "holds" if t[3] > 0 else ("does not hold" if t[4] < 0 else "not shown (CI includes 0)")
+            claim = f"{m} (rewards alignment): tool-usage rate rises (Fig. 7)"
+        else:
+            v = "holds" if t[4] < 0 else ("does not hold" if t[3] > 0 else "not shown (CI includes 0)")
+            claim = "sparse: tool-usage rate drifts down (Fig. 7)"
+        findings.append([claim, f"first {t[0]:.3f} -> last {t[1]:.3f}; diff {t[2]:+.3f} [{t[3]:+.3f}, {t[4]:+.3f}]", v])
+    return rows, findings, numbers
+
+
+def _fmt(d: tuple[float, float, float]) -> str:
+    return f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/study")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--n-train", type=int, default=64)
+    ap.add_argument("--sft-steps", type=int, default=40)
+    ap.add_argument("--rl-steps", type=int, default=8)
+    ap.add_argument("--generations", type=int, default=4)
+    ap.add_argument("--questions-per-step", type=int, default=1)
+    ap.add_argument("--max-completion-length", type=int, default=64)
+    ap.add_argument("--rl-lr", type=float, default=5e-5)
+    ap.add_argument("--limit", type=int, default=16, help="evaluation items per split")
+    ap.add_argument("--analyse-only", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    runs = [out / f"seed{s}" for s in args.seeds]
+    if not args.analyse_only:
+        for i, (seed, run) in enumerate(zip(args.seeds, runs, strict=True)):
+            cfg = study_config(args, seed)
+            if i > 0:
+                link_shared(runs[0], run)
+            Pipeline(cfg, run, progress=False).run([s for s in cfg_stages(cfg) if s != "report"])
+    data = collect(runs)
+    rows, findings, numbers = analyse(data)
+    header = ["method", "in-domain acc [95% CI]", "out-of-domain acc [95% CI]", "invalid-call rate", "tool-usage rate", "alignment score"]
+    text = (
+        f"Seeds {args.seeds}; {args.limit} items per split per seed; SFT {args.sft_steps} steps (shared), "
+        f"GRPO {args.rl_steps} steps x {args.generations} rollouts per preset and seed.\n\n"
+        + md_table(header, rows)
+        + "\n\n"
+        + md_table(["finding (paper)", "measured difference [95% CI]", "verdict"], findings)
+        + "\n"
+    )
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.md").write_text(text)
+    (out / "study.json").write_text(
+        json.dumps({"args": vars(args), "table": rows, "findings": findings, "numbers": numbers, "seconds": time.perf_counter() - t0}, indent=2)
+    )
+
+
+def cfg_stages(cfg: dict) -> list[str]:
+    from mentor.pipeline import all_stages
+
+    return all_stages(cfg)
+
+
+if __name__ == "__main__":
+    main()

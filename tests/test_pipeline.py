@@ -1,0 +1,93 @@
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mentor.pipeline import DEFAULT_CONFIG, REPO_ROOT, Pipeline, PipelineError, all_stages, load_config
+
+MENTOR = [sys.executable, "-m", "mentor.cli"]
+
+
+def test_bundled_and_gpu_configs_validate():
+    cpu = load_config()
+    assert Path(cpu["_source"]) == DEFAULT_CONFIG
+    assert all_stages(cpu) == ["data", "teach", "vanilla", "sft", "sparse", "mentor", "eval", "report"]
+    gpu = load_config(REPO_ROOT / "configs" / "pipeline" / "gpu-qwen2.5-1.5b.yaml")
+    assert gpu["student"] == "Qwen/Qwen2.5-1.5B-Instruct" and gpu["teacher"]["backend"] == "openai"
+    # the training config it points at validates too (every key a GRPOConfig/SFTConfig/LoraConfig field)
+    from mentor.train.config import load_yaml, validate
+
+    validate(load_yaml(REPO_ROOT / gpu["train"]["config"]), gpu["train"]["config"])
+    from mentor.eval.benchmarks import benchmark_names
+
+    names = set(benchmark_names())
+    for b in gpu["eval"]["in_domain"] + gpu["eval"]["out_of_domain"]:
+        assert b.split(":")[0] in names or b.startswith("bfcl:"), b
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ({"trian": {}}, "unknown key 'trian' (did you mean 'train'?)"),
+        ({"eval": {"limt": 3}}, "unknown key 'eval.limt'"),
+        ({"train": {"methods": {"x": "dense"}}}, "unknown preset 'dense'"),
+        ({"rl_init": "warm"}, "rl_init must be"),
+    ],
+)
+def test_config_errors(tmp_path, override, message):
+    with pytest.raises(PipelineError, match=re.escape(message)):
+        load_config(None, override)
+
+
+def test_stages_are_skipped_when_done(tmp_path):
+    cfg = load_config(None, {"data": {"n": 5}})
+    out = tmp_path / "run"
+    meta = Pipeline(cfg, out, progress=False).run(["data", "teach"])
+    assert set(meta["stages"]) == {"data", "teach"}
+    refs = (out / "references.jsonl").read_text().splitlines()
+    assert len(refs) == 5 and all(json.loads(r)["teacher"]["backend"] == "program" for r in refs)
+    before = (out / "stages" / "teach.json").stat().st_mtime_ns
+    Pipeline(cfg, out, progress=False).run(["data", "teach"])
+    assert (out / "stages" / "teach.json").stat().st_mtime_ns == before
+    with pytest.raises(PipelineError, match="different config"):
+        Pipeline(load_config(None, {"data": {"n": 6}}), out, progress=False).run(["data"])
+    with pytest.raises(PipelineError, match="unknown stage"):
+        Pipeline(cfg, out, progress=False).run(["dpo"])
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_end_to_end(tmp_path):
+    """The whole pipeline with minimal budgets through the CLI, then a re-run that skips everything."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        DEFAULT_CONFIG.read_text()
+        .replace("n: 48 ", "n: 6 ")
+        .replace("max_steps: 24", "max_steps: 2")
+        .replace("max_steps: 4", "max_steps: 1")
+        .replace("max_completion_length: 64", "max_completion_length: 24")
+        .replace("limit: 8", "limit: 2")
+        .replace("max_new_tokens: 64", "max_new_tokens: 24")
+        .replace("max_turns: 3", "max_turns: 2")
+    )
+    out = tmp_path / "run"
+    r = subprocess.run(MENTOR + ["run", "--config", str(cfg), "--output-dir", str(out), "--no-progress"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"vanilla", "sft", "sparse", "mentor"}
+    for row in summary.values():
+        assert set(row) == {"in_domain_accuracy", "out_of_domain_accuracy", "invalid_call_rate", "tool_usage_rate", "alignment_score"}
+        assert 0 <= row["in_domain_accuracy"] <= 1 and 0 <= row["alignment_score"] <= 1
+    # the summary is computed from the eval records
+    res = json.loads((out / "eval" / "mentor" / "synthetic_test.json").read_text())
+    assert summary["mentor"]["in_domain_accuracy"] == sum(r["correct"] for r in res["records"]) / len(res["records"])
+    report = (out / "report.md").read_text()
+    assert "Summary" in report and "plots/fig6_invalid_call_rate.png" in report
+    for png in ("fig1_tool_effect.png", "fig6_invalid_call_rate.png", "fig7_tool_usage_rate.png"):
+        assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for m in ("sft", "sparse", "mentor"):
+        assert (out / "models" / m / "final" / "config.json").exists()
+    r2 = subprocess.run(MENTOR + ["run", "--config", str(cfg), "--output-dir", str(out), "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 0 and r2.stderr.count("done earlier, skipped") == 8
