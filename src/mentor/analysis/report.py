@@ -195,7 +195,8 @@ def analyse(methods: Mapping[str, MethodData], teacher: Counter | None) -> dict[
         math_counts: Counter = Counter()
         has_math = False
         for e in with_tools.values():
-            if e.get("kind") == "math":
+            # the paper's alignment score: the math tools called on the in-domain (math) benchmarks
+            if e.get("kind") == "math" and e.get("domain", "in-domain") == "in-domain":
                 has_math = True
                 for r in e["records"]:
                     math_counts.update(r.get("tool_names") or [])
