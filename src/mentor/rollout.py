@@ -12,7 +12,6 @@ SGLang, ``transformers serve``, hosted APIs) lives in ``mentor.teacher.openai_ba
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any, Protocol
 
 from mentor.tools.executor import Observation, execute
 from mentor.tools.registry import ToolSpec, schemas
-from mentor.trajectory import Trajectory, parse_tool_call, _TAG_RE
+from mentor.trajectory import _TAG_RE, Trajectory, parse_tool_call, tool_call_from_obj
 
 
 @dataclass(frozen=True)
@@ -85,15 +84,8 @@ def pending_calls(message: dict[str, Any]) -> list[tuple[str | None, Any, str | 
     structured ones first, then malformed ``<tool_call>`` text left in the content."""
     out = []
     for tc in message.get("tool_calls") or []:
-        fn = tc.get("function", tc) if isinstance(tc, dict) else {}
-        args = fn.get("arguments", {})
-        if isinstance(args, str):
-            try:
-                args = json.loads(args) if args.strip() else {}
-            except json.JSONDecodeError:
-                out.append((fn.get("name"), args, tc.get("id"), "tool call arguments are not valid JSON"))
-                continue
-        out.append((fn.get("name"), args, tc.get("id") if isinstance(tc, dict) else None, None))
+        call = tool_call_from_obj(tc)
+        out.append((call.name, call.arguments, call.id, call.parse_error))
     content = message.get("content") or ""
     if isinstance(content, str) and "<tool_call>" in content:
         for m in _TAG_RE.finditer(content):

@@ -113,10 +113,12 @@ def parse_tool_call(raw: str) -> ToolCall:
         match = _NAME_RE.search(body)
         msg = getattr(e, "msg", type(e).__name__)
         return ToolCall(match.group(1) if match else None, None, raw, f"tool call is not valid JSON: {msg}")
-    return _call_from_obj(obj, raw)
+    return tool_call_from_obj(obj, raw)
 
 
-def _call_from_obj(obj: Any, raw: str, call_id: str | None = None) -> ToolCall:
+def tool_call_from_obj(obj: Any, raw: str = "", call_id: str | None = None) -> ToolCall:
+    """A call given as an object (``{"name", "arguments"}`` or OpenAI's ``{"type": "function",
+    "function": {...}}``, arguments as an object or a JSON string) as a ``ToolCall``."""
     if not isinstance(obj, dict):
         return ToolCall(None, None, raw, f"tool call must be a JSON object, got {type(obj).__name__}", id=call_id)
     if "function" in obj and isinstance(obj["function"], dict):  # OpenAI {"type": "function", "function": {...}}
@@ -250,7 +252,7 @@ class Trajectory:
                 raw = json.dumps(tc, default=str)
             except (TypeError, ValueError):
                 raw = str(tc)
-            call = _call_from_obj(tc, raw, tc.get("id") if isinstance(tc, dict) else None)
+            call = tool_call_from_obj(tc, raw, tc.get("id") if isinstance(tc, dict) else None)
             self.steps.append(Step("tool_call", call=call, turn=turn))
 
     def _feed_text(self, text: str, turn: int, tool_responses: bool, skip_well_formed_calls: bool = False) -> None:
