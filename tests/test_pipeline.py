@@ -59,6 +59,7 @@ def test_stages_are_skipped_when_done(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~5 min on an idle 2-core machine; far more when the CPU is shared
 def test_tiny_pipeline_end_to_end(tmp_path):
     """The whole pipeline with minimal budgets through the CLI, then a re-run that skips everything."""
     cfg = tmp_path / "tiny.yaml"
