@@ -183,10 +183,12 @@ def train_grpo(
     return final
 
 
-def save_final(trainer: Any, final: Path) -> None:
+def save_final(trainer: Any, final: Path, model: Any = None) -> None:
+    """Save ``model`` (default: the trainer's, unwrapped) and the tokenizer to ``final``
+    atomically (a temporary directory renamed into place)."""
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model = trainer.accelerator.unwrap_model(trainer.model)
+    model = model if model is not None else trainer.accelerator.unwrap_model(trainer.model)
     model.save_pretrained(str(tmp))
     trainer.processing_class.save_pretrained(str(tmp))
     shutil.rmtree(final, ignore_errors=True)

@@ -88,20 +88,15 @@ def train_sft(
 
 
 def save_sft_final(trainer: Any, out: Path, merge: bool = True) -> Path:
-    import shutil
+    from mentor.train.grpo import save_final
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     adapter = out / "adapter"
     model.save_pretrained(str(adapter))
     trainer.processing_class.save_pretrained(str(adapter))
     final = out / "final"
-    tmp = final.with_name("final.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     merged = model.merge_and_unload() if merge and hasattr(model, "merge_and_unload") else model
-    merged.save_pretrained(str(tmp))
-    trainer.processing_class.save_pretrained(str(tmp))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    save_final(trainer, final, merged)
     return final
 
 
