@@ -10,9 +10,11 @@ Splits (``generate(split, n, seed)``):
   (add, subtract, multiply, divide, sum_numbers, round_number, floor). ``test`` draws
   different numbers, names and wordings from a different random stream than ``train``.
 - ``ood`` (out-of-domain): every problem needs a tool held out of training
-  (:data:`HELD_OUT_TOOLS`: power, sqrt, modulo, ceil, abs_value) or a composition of training
-  tools in an order training never shows (rounding *before* multiplying, a 4-step chain
-  ending in a subtraction). ``meta["ood_kind"]`` says which.
+  (:data:`HELD_OUT_TOOLS`: power, sqrt, modulo, ceil, abs_value; 5 families) or a
+  composition of training tools in a chain training never shows (5 families: rounding
+  *before* multiplying, adding before multiplying, dividing a difference, rounding a mean,
+  dividing a product). ``meta["ood_kind"]`` says which. The compositions keep the split
+  measurable for small students, which rarely pick a tool they were never trained on.
 
 Numbers are large enough that a small model cannot reliably do them "in its head" (3-4 digit
 products, 4-5 digit sums) and answers are exact: integers or short decimals. Item ``i`` of a
@@ -337,6 +339,68 @@ def _round_then_multiply(r: random.Random, p: _Plan):
     return q, f"The charge is {_money(total)}."
 
 
+def _group_then_price(r: random.Random, p: _Plan):
+    """Novel composition: add *before* multiplying (training only ever adds products)."""
+    (one, many), name = r.choice(ITEMS), r.choice(NAMES)
+    a, b, price = r.randint(120, 2_400), r.randint(120, 2_400), r.randint(13, 389)
+    q = r.choice(
+        [
+            f"{name} orders {a} {many} for the morning and {b} {many} for the evening, at ${price} per {one}. How many dollars is that in total?",
+            f"Two shops ask for {a} and {b} {many}. Each {one} costs ${price}. What do both orders cost together, in dollars?",
+        ]
+    )
+    n = p.call("add", f"First the number of {many}: {a} + {b}.", firstNumber=a, secondNumber=b)
+    cost = p.call("multiply", f"Then times ${price}.", firstNumber=n, secondNumber=price)
+    return q, f"The cost is {_money(cost)}."
+
+
+def _net_share(r: random.Random, p: _Plan):
+    """Novel composition: subtract, then divide (training subtracts last or divides a sum)."""
+    people = r.choice([2, 4, 5, 8, 10, 16, 20, 25])
+    prize, fee = r.randint(2_000, 90_000), r.randint(100, 1_999)
+    prize += (fee - prize) % people  # (prize - fee) divisible by people: an exact share
+    q = r.choice(
+        [
+            f"A prize of ${prize} has a ${fee} fee taken off, and the rest is split equally among {people} winners. How many dollars does each winner get?",
+            f"{r.choice(NAMES)}'s club earns ${prize}, pays ${fee} for the hall and shares what is left equally between {people} members. What is each member's share, in dollars?",
+        ]
+    )
+    rest = p.call("subtract", f"Take the ${fee} off.", minuend=prize, subtrahend=fee)
+    share = p.call("divide", f"Split the rest among {people}.", numerator=rest, denominator=people)
+    return q, f"Each gets {_money(share)}."
+
+
+def _rounded_average(r: random.Random, p: _Plan):
+    """Novel composition: sum -> divide -> round (training rounds a quotient, never a mean)."""
+    k = r.choice([3, 6, 7])
+    xs = [r.randint(150, 9_800) for _ in range(k)]
+    if sum(xs) % k == 0:
+        xs[-1] += 1
+    place = r.choice(PLACES)
+    listed = ", ".join(f"{x} on {d}" for x, d in zip(xs, DAYS[:k]))
+    q = f"The {place} had {listed}. What was the average per day, rounded to the nearest whole number?"
+    total = p.call("sum_numbers", "Add up the days.", numbers=xs)
+    mean = p.call("divide", f"Divide by the {k} days.", numerator=total, denominator=k)
+    rounded = p.call("round_number", "Round the average.", number=mean)
+    return q, f"About {_fmt(rounded)} per day."
+
+
+def _cost_per_person(r: random.Random, p: _Plan):
+    """Novel composition: multiply, then divide (training never divides a product)."""
+    (one, many) = r.choice(ITEMS)
+    people = r.choice([2, 4, 5, 8, 10])
+    qty, price = r.randint(12, 600) * people, r.randint(11, 299)
+    q = r.choice(
+        [
+            f"{people} flatmates buy {qty} {many} at ${price} each and share the cost equally. How many dollars does each pay?",
+            f"A team of {people} orders {qty} {many} costing ${price} per {one} and splits the bill evenly. What is each person's part, in dollars?",
+        ]
+    )
+    cost = p.call("multiply", f"The bill: {qty} x ${price}.", firstNumber=qty, secondNumber=price)
+    each = p.call("divide", f"Split it {people} ways.", numerator=cost, denominator=people)
+    return q, f"Each pays {_money(each)}."
+
+
 Family = Callable[[random.Random, _Plan], tuple[str, str]]
 
 IN_DOMAIN_FAMILIES: dict[str, Family] = {
@@ -358,6 +422,10 @@ OOD_FAMILIES: dict[str, tuple[Family, str]] = {
     "containers_needed": (_containers_needed, "held_out_tool"),
     "distance_apart": (_distance_apart, "held_out_tool"),
     "round_then_multiply": (_round_then_multiply, "novel_composition"),
+    "group_then_price": (_group_then_price, "novel_composition"),
+    "net_share": (_net_share, "novel_composition"),
+    "rounded_average": (_rounded_average, "novel_composition"),
+    "cost_per_person": (_cost_per_person, "novel_composition"),
 }
 
 
