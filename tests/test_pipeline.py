@@ -26,6 +26,38 @@ def test_bundled_and_gpu_configs_validate():
     names = set(benchmark_names())
     for b in gpu["eval"]["in_domain"] + gpu["eval"]["out_of_domain"]:
         assert b.split(":")[0] in names or b.startswith("bfcl:"), b
+    # its evaluation serves each model with vLLM: the exact command, on loopback
+    from mentor.teacher.local_server import SERVER_COMMANDS
+
+    assert gpu["eval"]["server"] == "vllm"
+    argv = SERVER_COMMANDS["vllm"].format(model="runs/q/models/mentor/final", port=8100).split()
+    assert argv[:3] == ["vllm", "serve", "runs/q/models/mentor/final"] and "127.0.0.1" in argv and "hermes" in argv
+
+
+def test_missing_server_command_is_a_clear_error():
+    from mentor.teacher.local_server import server_command
+
+    with pytest.raises(RuntimeError, match=r"the `no-such-server-xyz` command is not installed"):
+        server_command("no-such-server-xyz {model} --port {port}", "m", 1)
+
+
+@pytest.mark.slow
+def test_eval_stage_through_a_model_server(tmp_path):
+    """eval.server: each model is served (here `transformers serve` on CPU, vLLM on GPUs), the
+    benchmarks go through its OpenAI API, and the server is stopped afterwards."""
+    import httpx
+
+    cfg = load_config(None, {"eval": {"server": "transformers", "limit": 2, "tool_effect": False, "max_turns": 2,
+                                      "max_new_tokens": 24, "in_domain": ["synthetic:test"], "out_of_domain": []}})
+    out = tmp_path / "run"
+    Pipeline(cfg, out, progress=False).run(["vanilla"])
+    res = json.loads((out / "eval" / "vanilla" / "synthetic_test.json").read_text())
+    url = res["settings"]["base_url"]
+    assert url.startswith("http://127.0.0.1:") and res["settings"]["generator"] == "OpenAIGenerator"
+    assert res["n"] == 2 and all(r["generated_tokens"] > 0 for r in res["records"])
+    assert (out / "eval" / "vanilla" / "server.log").exists()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url.removesuffix("/v1") + "/health", timeout=2)
 
 
 @pytest.mark.parametrize(
@@ -35,6 +67,7 @@ def test_bundled_and_gpu_configs_validate():
         ({"eval": {"limt": 3}}, "unknown key 'eval.limt'"),
         ({"train": {"methods": {"x": "dense"}}}, "unknown preset 'dense'"),
         ({"rl_init": "warm"}, "rl_init must be"),
+        ({"eval": {"server": "vllm serve {model}"}}, "eval.server: expected one of vllm, transformers or a command template"),
     ],
 )
 def test_config_errors(tmp_path, override, message):

@@ -23,6 +23,7 @@ Run directory::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -70,7 +71,8 @@ _KNOWN = {
     "": {"name", "seed", "student", "rl_init", "data", "teacher", "train", "eval", "_source"},
     "data": {"dataset", "split", "n", "question_field", "answer_field", "task"},
     "train": {"config", "sft", "rl", "methods"},
-    "eval": {"in_domain", "out_of_domain", "limit", "max_new_tokens", "max_turns", "batch_size", "tool_effect", "temperature"},
+    "eval": {"in_domain", "out_of_domain", "limit", "max_new_tokens", "max_turns", "batch_size", "tool_effect", "temperature",
+             "server", "server_startup_timeout"},
 }
 
 
@@ -91,6 +93,14 @@ def _validate(cfg: Mapping[str, Any], path: Path) -> None:
                 raise PipelineError(f"{path}: unknown key {where!r}{hint}")
     if cfg.get("rl_init", "sft") not in ("sft", "base"):
         raise PipelineError(f"{path}: rl_init must be 'sft' or 'base'")
+    server = (cfg.get("eval") or {}).get("server")
+    if server is not None:
+        from mentor.teacher.local_server import SERVER_COMMANDS
+
+        if not isinstance(server, str) or (server not in SERVER_COMMANDS and not ("{model}" in server and "{port}" in server)):
+            raise PipelineError(
+                f"{path}: eval.server: expected one of {', '.join(SERVER_COMMANDS)} or a command template with {{model}} and {{port}}"
+            )
     methods = (cfg.get("train") or {}).get("methods") or {}
     for name, preset in methods.items():
         if preset not in PRESETS:
@@ -315,7 +325,7 @@ class Pipeline:
         return [(b, "in_domain") for b in ind] + [(b, "out_of_domain") for b in ood]
 
     def stage_eval(self, which: Sequence[str]) -> dict[str, Any]:
-        from mentor.eval.runner import evaluate, make_generator, result_filename
+        from mentor.eval.runner import evaluate, result_filename
         from mentor.io import write_json
 
         e = self.cfg.get("eval") or {}
@@ -328,31 +338,51 @@ class Pipeline:
             if method == "vanilla" and e.get("tool_effect", True):
                 jobs += [(b, False) for b, _ in self._benchmarks()]
             generator = None
-            for bench, tools in jobs:
-                target = self.eval_dir(method) / _result_name(bench, tools)
-                if target.exists():
-                    continue
-                if generator is None:
-                    generator = make_generator(model, batch_size=int(e.get("batch_size", 8)))
-                res = evaluate(
-                    model,
-                    bench,
-                    generator=generator,
-                    limit=e.get("limit"),
-                    tools=tools,
-                    max_turns=int(e.get("max_turns", 4)),
-                    max_new_tokens=int(e.get("max_new_tokens", 256)),
-                    temperature=float(e.get("temperature", 0.0)),
-                    seed=int(self.cfg.get("seed", 0)),
-                    progress=self.progress,
-                    label=method,
-                )
-                assert result_filename(res) == target.name, (result_filename(res), target.name)
-                write_json(target, res)
-                done.setdefault(method, []).append(target.name)
-                self.console.print(f"  {method} on {bench}{'' if tools else ' (no tools)'}: accuracy {res['accuracy']:.3f}")
+            with contextlib.ExitStack() as stack:
+                for bench, tools in jobs:
+                    target = self.eval_dir(method) / _result_name(bench, tools)
+                    if target.exists():
+                        continue
+                    if generator is None:
+                        generator = self._generator(method, model, stack)
+                    res = evaluate(
+                        model,
+                        bench,
+                        generator=generator,
+                        limit=e.get("limit"),
+                        tools=tools,
+                        max_turns=int(e.get("max_turns", 4)),
+                        max_new_tokens=int(e.get("max_new_tokens", 256)),
+                        temperature=float(e.get("temperature", 0.0)),
+                        seed=int(self.cfg.get("seed", 0)),
+                        progress=self.progress,
+                        label=method,
+                    )
+                    assert result_filename(res) == target.name, (result_filename(res), target.name)
+                    write_json(target, res)
+                    done.setdefault(method, []).append(target.name)
+                    self.console.print(f"  {method} on {bench}{'' if tools else ' (no tools)'}: accuracy {res['accuracy']:.3f}")
             del generator
         return {"evaluated": done}
+
+    def _generator(self, method: str, model: str, stack: contextlib.ExitStack) -> Any:
+        """Transformers in this process, or -- with ``eval.server`` (``vllm`` on GPUs) -- a
+        server started for this model alone and stopped when its benchmarks are done."""
+        from mentor.eval.runner import make_generator
+
+        e = self.cfg.get("eval") or {}
+        server = e.get("server")
+        if not server:
+            return make_generator(model, batch_size=int(e.get("batch_size", 8)))
+        from mentor.models import resolve_model
+        from mentor.teacher.local_server import serve_model
+
+        log = self.eval_dir(method) / "server.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.console.print(f"  starting {server.split()[0]} for {method} (log: {log})")
+        timeout = float(e.get("server_startup_timeout", 900))
+        url = stack.enter_context(serve_model(server, model, startup_timeout=timeout, log=log))
+        return make_generator(resolve_model(model), base_url=url, batch_size=int(e.get("batch_size", 8)))
 
     def stage_report(self) -> dict[str, Any]:
         from mentor.analysis.report import build_report

@@ -170,7 +170,7 @@ def evaluate(
         "batch_size": getattr(generator, "batch_size", batch_size),
         "limit": limit,
         "generator": type(generator).__name__,
-        "base_url": base_url,
+        "base_url": base_url or getattr(getattr(generator, "config", None), "base_url", None),
         "tool_server": tool_server,
     }
 

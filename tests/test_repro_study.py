@@ -1,0 +1,77 @@
+"""The reproduction study's statistics (benchmarks/repro_study.py): verdicts follow the data."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("repro_study", REPO / "benchmarks" / "repro_study.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_boot_ci_brackets_the_mean_and_separates_clear_differences(study):
+    rng = np.random.default_rng(0)
+    a = rng.binomial(1, 0.8, 200).astype(float)
+    b = rng.binomial(1, 0.2, 200).astype(float)
+    mean, lo, hi = study.boot_ci(a)
+    assert lo <= mean <= hi and mean == pytest.approx(a.mean())
+    diff, lo, hi = study.boot_ci(a, b)
+    assert diff == pytest.approx(a.mean() - b.mean()) and lo > 0.4 and study.verdict(lo, hi) == "holds"
+    assert study.verdict(*study.boot_ci(b, a)[1:]) == "does not hold"
+    assert study.verdict(*study.boot_ci(a, a)[1:]) == "not shown (CI includes 0)"
+
+
+def _method(correct_in, correct_ood, tools, curves):
+    return {
+        "in": correct_in,
+        "ood": correct_ood,
+        "calls": sum(len(t) for t in tools),
+        "invalid": 0,
+        "used": [float(bool(t)) for t in tools],
+        "in_tools": tools,
+        "alignment_per_seed": [0.5],
+        "curves": curves,
+    }
+
+
+def test_analyse_reports_holding_failing_and_unmeasured_findings(study):
+    teacher = {"multiply": 60, "add": 40}
+    aligned = [["multiply", "add"]] * 30 + [["multiply"]] * 30
+    off = [["divide"]] * 60
+    # invalid rate falling 0.5 -> 0 over 12 steps, usage rising 0.2 -> 1.0; sparse flat
+    falling = [[(s, 0.5 - s * 0.04 if s < 12 else 0.0, 0.2 + s * 0.065) for s in range(13)] for _ in range(3)]
+    flat = [[(s, 0.3, 0.6) for s in range(13)] for _ in range(3)]
+    methods = {
+        "vanilla": _method([0.0] * 60, [0.0] * 60, [[]] * 60, []),
+        "sft": _method([0.0] * 60, [0.0] * 60, off, []),
+        "sparse": _method([0.0] * 60, [0.0] * 60, off, flat),
+        "f1": _method([1.0] * 30 + [0.0] * 30, [0.0] * 60, off, falling),
+        "mentor": _method([1.0] * 50 + [0.0] * 10, [1.0] * 40 + [0.0] * 20, aligned, falling),
+    }
+    rows, findings, numbers = study.analyse({"teacher_counts": teacher, "methods": methods})
+    assert [r[0] for r in rows] == list(methods)
+    assert rows[-1][1].startswith("0.833")
+    by_claim = {claim: verdict for claim, _, verdict in findings}
+    assert by_claim["MENTOR > Sparse, out-of-domain accuracy (Table 2)"] == "holds"
+    assert by_claim["alignment score: MENTOR > f1 (Table 3)"] == "holds"
+    assert by_claim["mentor (has R_v): invalid-call rate falls during training (Fig. 6)"] == "holds"
+    assert by_claim["sparse (no R_v): invalid-call rate does not fall (Fig. 6)"] == "holds"
+    assert by_claim["mentor (rewards alignment): tool-usage rate rises (Fig. 7)"] == "holds"
+    assert by_claim["sparse: tool-usage rate drifts down (Fig. 7)"] == "not shown (CI includes 0)"
+    assert numbers["alignment_mentor_minus_sparse"][0] > 0.5
+    # with fewer than 3 logged steps a trend is not measured (never a verdict from NaN)
+    for m in ("sparse", "f1", "mentor"):
+        methods[m]["curves"] = [[(1, 0.5, 0.5)]]
+    _, findings, numbers = study.analyse({"teacher_counts": teacher, "methods": methods})
+    trends = [f for f in findings if "(Fig. 6)" in f[0] or "(Fig. 7)" in f[0]]
+    assert len(trends) == 6 and all(f[2] == study.NOT_MEASURED for f in trends)
+    assert math.isnan(numbers["invalid_trend_mentor"][2])
