@@ -155,7 +155,9 @@ def rollout(
     allowed = {s["function"]["name"] for s in tool_schemas} if tool_schemas else set()
     states = [Rollout(prompt=list(p)) for p in prompts]
     active = list(range(len(states)))
-    bar = _Progress(len(states), description, progress)
+    from mentor.progress import ProgressBar
+
+    bar = ProgressBar(len(states), description, progress, unit="conversations")
     t0 = time.perf_counter()
     try:
         for turn in range(max_turns):
@@ -182,44 +184,6 @@ def rollout(
     finally:
         bar.close()
     return states
-
-
-class _Progress:
-    def __init__(self, total: int, description: str, progress: bool | Callable[[int], None]):
-        self.callback = progress if callable(progress) else None
-        self.done = 0
-        self._bar = None
-        if progress is True:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(description, total=total)
-
-    def advance(self) -> None:
-        self.done += 1
-        if self._bar is not None:
-            self._bar.advance(self._task)
-        if self.callback:
-            self.callback(self.done)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 class HFGenerator:

@@ -179,7 +179,10 @@ def generate_references(
     families: Counter[str] = Counter()
     if todo:
         teacher.check(todo)
-    bar = _bar(len(questions), summary.skipped, identity.get("backend", "teacher"), progress)
+    from mentor.progress import ProgressBar
+
+    backend = identity.get("backend", "teacher")
+    bar = ProgressBar(len(questions), f"teach [{backend}]", progress, completed=summary.skipped, unit="refs") if progress else None
     t0 = time.perf_counter()
 
     def on_result(q: Question, result: TeacherOutput) -> None:
@@ -215,46 +218,3 @@ def generate_references(
         write_json(summary_path(out), meta)
     return summary
 
-
-class _bar:
-    """A rich progress bar on stderr: done/total, rate, elapsed and ETA."""
-
-    def __new__(cls, total: int, completed: int, description: str, enabled: bool):
-        if not enabled:
-            return None
-        return super().__new__(cls)
-
-    def __init__(self, total: int, completed: int, description: str, enabled: bool):
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn(f"teach [{description}]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self.start_done = completed
-        self.t0 = time.perf_counter()
-        self.progress.start()
-        self.task = self.progress.add_task("teach", total=total, completed=completed, rate="-/s")
-
-    def advance(self) -> None:
-        task = self.progress.tasks[0]
-        n = task.completed + 1 - self.start_done
-        rate = n / max(time.perf_counter() - self.t0, 1e-9)
-        self.progress.update(self.task, advance=1, rate=f"{rate:.2f} refs/s")
-
-    def close(self) -> None:
-        self.progress.stop()
