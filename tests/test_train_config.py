@@ -144,3 +144,33 @@ def test_cli_errors_before_compute(tmp_path, default_model_path):
     r = _cli(["train", "grpo", "--references", str(good), "--output-dir", str(out), "--resume"])
     assert r.exit_code == 2 and "no checkpoint" in r.output
     assert not out.exists() or not any(out.glob("checkpoint-*"))
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_bundled_configs(tmp_path):
+    """A wheel install (no repository around it) still finds configs/cpu.yaml, the pipeline
+    default and the per-student configs."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from mentor.pipeline import REPO_ROOT
+
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO_ROOT)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (wheel,) = tmp_path.glob("mentor-*.whl")
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = (
+        "import mentor, pathlib; from mentor.pipeline import load_config; from mentor.train.config import load_yaml, resolve\n"
+        "assert pathlib.Path(mentor.__file__).is_relative_to(pathlib.Path.cwd()), mentor.__file__\n"
+        "c = load_config(); print(c['_source'])\n"
+        "print(len(load_yaml('configs/qwen2.5-7b-instruct.yaml')), resolve('configs/cpu.yaml')['grpo']['beta'])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=site, capture_output=True, text=True, timeout=120,
+                       env={"PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    source, counts = r.stdout.splitlines()
+    assert source == str(site / "mentor" / "configs" / "pipeline" / "cpu.yaml")
+    assert counts.split()[1] == "0.001"

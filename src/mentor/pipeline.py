@@ -34,8 +34,8 @@ from typing import Any
 
 import typer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "pipeline" / "cpu.yaml"
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the repository, for an editable install
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "pipeline" / "cpu.yaml"
 
 BASE_STAGES = ("data", "teach", "vanilla", "sft")
 TAIL_STAGES = ("eval", "report")
@@ -276,8 +276,10 @@ class Pipeline:
     def _train_common(self) -> dict[str, Any]:
         tr = self.cfg.get("train") or {}
         config = tr.get("config")
-        if config and not Path(config).is_absolute():
-            config = str((REPO_ROOT / config) if (REPO_ROOT / config).exists() else Path(config))
+        if config:
+            from mentor.train.config import bundled_path
+
+            config = str(bundled_path(config))
         return {"config": config, "seed": int(self.cfg.get("seed", 0))}
 
     def stage_sft(self) -> dict[str, Any]:

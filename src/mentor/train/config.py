@@ -83,8 +83,21 @@ SECTIONS = ("grpo", "sft", "lora")
 #: Set by mentor itself; a config may not set them.
 RESERVED = {"grpo": ("output_dir", "reward_weights"), "sft": ("output_dir",), "lora": ()}
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+#: the bundled configs, shipped inside the package (``configs/`` at the repository root links here)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CPU_CONFIG = CONFIG_DIR / "cpu.yaml"
+
+
+def bundled_path(path: str | Path) -> Path:
+    """``path`` as given when it exists; else a ``configs/...`` path of the bundled configs
+    (so ``configs/cpu.yaml`` works from any directory and from a wheel install)."""
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    parts = p.parts
+    if parts and parts[0] == "configs" and (CONFIG_DIR.joinpath(*parts[1:])).exists():
+        return CONFIG_DIR.joinpath(*parts[1:])
+    return p
 
 
 class ConfigError(ValueError):
@@ -159,7 +172,7 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     import yaml
 
-    path = Path(path)
+    path = bundled_path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
