@@ -95,17 +95,15 @@ def test_stages_are_skipped_when_done(tmp_path):
 @pytest.mark.timeout(1800)  # ~5 min on an idle 2-core machine; far more when the CPU is shared
 def test_tiny_pipeline_end_to_end(tmp_path):
     """The whole pipeline with minimal budgets through the CLI, then a re-run that skips everything."""
+    import yaml
+
+    tiny = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    tiny["data"]["n"] = 6
+    tiny["train"]["sft"]["max_steps"] = 2
+    tiny["train"]["rl"].update(max_steps=1, max_completion_length=24)
+    tiny["eval"].update(limit=2, max_new_tokens=24, max_turns=2)
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(
-        DEFAULT_CONFIG.read_text()
-        .replace("n: 48 ", "n: 6 ")
-        .replace("max_steps: 24", "max_steps: 2")
-        .replace("max_steps: 4", "max_steps: 1")
-        .replace("max_completion_length: 64", "max_completion_length: 24")
-        .replace("limit: 8", "limit: 2")
-        .replace("max_new_tokens: 64", "max_new_tokens: 24")
-        .replace("max_turns: 3", "max_turns: 2")
-    )
+    cfg.write_text(yaml.safe_dump(tiny, sort_keys=False))
     out = tmp_path / "run"
     r = subprocess.run(MENTOR + ["run", "--config", str(cfg), "--output-dir", str(out), "--no-progress"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
