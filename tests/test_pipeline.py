@@ -1,7 +1,10 @@
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,7 +97,8 @@ def test_stages_are_skipped_when_done(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # ~5 min on an idle 2-core machine; far more when the CPU is shared
 def test_tiny_pipeline_end_to_end(tmp_path):
-    """The whole pipeline with minimal budgets through the CLI, then a re-run that skips everything."""
+    """The whole pipeline with minimal budgets through the CLI: killed mid-run and resumed, then
+    a re-run that skips everything."""
     import yaml
 
     tiny = yaml.safe_load(DEFAULT_CONFIG.read_text())
@@ -105,8 +109,21 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny, sort_keys=False))
     out = tmp_path / "run"
-    r = subprocess.run(MENTOR + ["run", "--config", str(cfg), "--output-dir", str(out), "--no-progress"], capture_output=True, text=True, timeout=900)
+    cmd = MENTOR + ["run", "--config", str(cfg), "--output-dir", str(out), "--no-progress"]
+    # 1. killed (SIGKILL, the whole process group) in the middle of the sparse RL stage ...
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 900
+    while not (out / "models" / "sparse").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    markers = {p.stem: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+    assert set(markers) == {"data", "teach", "vanilla", "sft"}, markers
+    # 2. ... and started again: it finishes without redoing the completed stages
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    for stage, mtime in markers.items():
+        assert f"{stage}: done earlier, skipped" in r.stderr and (out / "stages" / f"{stage}.json").stat().st_mtime_ns == mtime
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"vanilla", "sft", "sparse", "mentor"}
     for row in summary.values():
@@ -121,5 +138,5 @@ def test_tiny_pipeline_end_to_end(tmp_path):
         assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for m in ("sft", "sparse", "mentor"):
         assert (out / "models" / m / "final" / "config.json").exists()
-    r2 = subprocess.run(MENTOR + ["run", "--config", str(cfg), "--output-dir", str(out), "--no-progress"], capture_output=True, text=True, timeout=300)
+    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0 and r2.stderr.count("done earlier, skipped") == 8
