@@ -67,6 +67,14 @@ def test_analyse_reports_holding_failing_and_unmeasured_findings(study):
     assert by_claim["sparse (no R_v): invalid-call rate does not fall (Fig. 6)"] == "holds"
     assert by_claim["mentor (rewards alignment): tool-usage rate rises (Fig. 7)"] == "holds"
     assert by_claim["sparse: tool-usage rate drifts down (Fig. 7)"] == "not shown (CI includes 0)"
+    # a sparse preset whose invalid rate clearly falls fails its claim; a noisy one is not shown
+    methods["sparse"]["curves"] = falling
+    _, findings, _ = study.analyse({"teacher_counts": teacher, "methods": methods})
+    assert dict((c, v) for c, _, v in findings)["sparse (no R_v): invalid-call rate does not fall (Fig. 6)"] == "does not hold"
+    rng = np.random.default_rng(1)
+    methods["sparse"]["curves"] = [[(s, float(rng.choice([0.0, 0.5])), 1.0) for s in range(9)] for _ in range(3)]
+    _, findings, _ = study.analyse({"teacher_counts": teacher, "methods": methods})
+    assert dict((c, v) for c, _, v in findings)["sparse (no R_v): invalid-call rate does not fall (Fig. 6)"] == "not shown (CI includes 0)"
     assert numbers["alignment_mentor_minus_sparse"][0] > 0.5
     # with fewer than 3 logged steps a trend is not measured (never a verdict from NaN)
     for m in ("sparse", "f1", "mentor"):
