@@ -174,7 +174,11 @@ def collect(runs: list[Path]) -> dict:
             if log.exists() and m in PRESETS:
                 rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
                 d["curves"].append(
-                    [(r.get("step"), r.get("invalid_call_rate"), r.get("tool_usage_rate")) for r in rows if "invalid_call_rate" in r]
+                    [
+                        (r.get("step"), r.get("invalid_call_rate"), r.get("tool_usage_rate"), r.get("reward_std"), r.get("reward/correctness"))
+                        for r in rows
+                        if "invalid_call_rate" in r
+                    ]
                 )
         out["methods"][m] = d
     return out
@@ -265,6 +269,19 @@ NOT_MEASURED = "not measured (under 3 logged steps)"
 
 def _fmt_trend(t: tuple[float, ...]) -> str:
     return f"first {t[0]:.3f} -> last {t[1]:.3f}; diff {t[2]:+.3f} [{t[3]:+.3f}, {t[4]:+.3f}]"
+
+
+def learning_signal(data: dict) -> str:
+    """How many GRPO steps had reward variance within the group (a non-zero advantage: the
+    weights move) and how many had a correct rollout, per preset, over all seeds."""
+    parts = []
+    for m in PRESETS:
+        steps = [row for c in data["methods"][m]["curves"] for row in c if len(row) > 4]
+        if steps:
+            varied = sum(1 for row in steps if (row[3] or 0) > 0)
+            correct = sum(1 for row in steps if (row[4] or 0) > 0)
+            parts.append(f"{m} {varied}/{len(steps)} with reward variance, {correct}/{len(steps)} with a correct rollout")
+    return "GRPO steps: " + "; ".join(parts) + "." if parts else ""
 
 
 def _fmt(d: tuple[float, float, float]) -> str:
@@ -374,6 +391,8 @@ def main() -> None:
         + md_table(header, rows)
         + "\n\n"
         + md_table(["finding (paper)", "measured difference [95% CI]", "verdict"], findings)
+        + "\n\n"
+        + learning_signal(data)
         + "\n"
     )
     print(text)
