@@ -138,5 +138,6 @@ def test_tiny_pipeline_end_to_end(tmp_path):
         assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for m in ("sft", "sparse", "mentor"):
         assert (out / "models" / m / "final" / "config.json").exists()
+        assert not list((out / "models" / m).glob("checkpoint-*"))  # dropped once final/ is saved
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0 and r2.stderr.count("done earlier, skipped") == 8

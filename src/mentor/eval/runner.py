@@ -88,9 +88,9 @@ def _score(kind: str, prediction: str | None, gold: Any) -> bool:
 
 def _bfcl_generate(generator: Any, items: Sequence[Item], tools: bool, sampling: Any, progress: bool) -> list[Any]:
     """One assistant turn per item, each with its own tools (batched when the generator can)."""
-    from mentor.rollout import _Progress
+    from mentor.progress import ProgressBar
 
-    bar = _Progress(len(items), "bfcl", progress)
+    bar = ProgressBar(len(items), "bfcl", progress, unit="items")
     out = []
     try:
         if hasattr(generator, "generate_rendered"):
