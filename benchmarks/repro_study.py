@@ -243,7 +243,7 @@ def analyse(data: dict) -> tuple[list[list[str]], list[list[str]], dict]:
         numbers[f"invalid_trend_{m}"] = t
         want_down = m != "sparse"
         if want_down:
-            v = "holds" if t[4] < 0 else ("does not hold" if t[3] > 0 else "not shown (CI includes 0)")
+            v = verdict(-t[4], -t[3])  # the claim is a fall: last - first < 0
             claim = f"{m} (has R_v): invalid-call rate falls during training (Fig. 6)"
         else:
             # holds when the interval rules out a fall of more than 0.05; fails when it is all below 0
@@ -255,10 +255,10 @@ def analyse(data: dict) -> tuple[list[list[str]], list[list[str]], dict]:
         t = trend(ms[m]["curves"], 2)
         numbers[f"usage_trend_{m}"] = t
         if m != "sparse":
-            v = "holds" if t[3] > 0 else ("does not hold" if t[4] < 0 else "not shown (CI includes 0)")
+            v = verdict(t[3], t[4])
             claim = f"{m} (rewards alignment): tool-usage rate rises (Fig. 7)"
         else:
-            v = "holds" if t[4] < 0 else ("does not hold" if t[3] > 0 else "not shown (CI includes 0)")
+            v = verdict(-t[4], -t[3])
             claim = "sparse: tool-usage rate drifts down (Fig. 7)"
         findings.append([claim, _fmt_trend(t), v if t[2] == t[2] else NOT_MEASURED])
     return rows, findings, numbers
@@ -296,15 +296,9 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def run_unit(args: argparse.Namespace, seed: int, preset: str) -> None:
     """One (seed, preset): GRPO from the shared SFT model, then its in- and out-of-domain evals.
-    Resumable: a finished stage leaves its marker, evaluation resumes per benchmark file."""
-    from mentor.io import write_json
-
-    run = Path(args.out) / f"seed{seed}"
-    p = Pipeline(study_config(args, seed), run, progress=False)
-    if not p.done(preset):
-        t0 = time.perf_counter()
-        info = p.stage_rl(preset, preset)
-        write_json(p.marker(preset), {"stage": preset, "seconds": round(time.perf_counter() - t0, 2), **info})
+    Resumable: a finished stage is skipped, evaluation resumes per benchmark file."""
+    p = Pipeline(study_config(args, seed), Path(args.out) / f"seed{seed}", progress=False)
+    p.run([preset])
     p.stage_eval([preset])
 
 
@@ -313,44 +307,37 @@ def run_study(args: argparse.Namespace, runs: list[Path]) -> None:
     time in separate processes that share the cores (1 thread each with 2 jobs on 2 cores:
     measured ~1.2x the throughput of one 2-thread process for this 135M model)."""
     import subprocess
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from rich.progress import Progress
 
-    first = runs[0]
-    cfg = study_config(args, args.seeds[0])
-    shared = Pipeline(cfg, first, progress=False)
+    shared = Pipeline(study_config(args, args.seeds[0]), runs[0], progress=False)
     shared.run(list(SHARED_STAGES))
     shared.stage_eval(["sft"])
     for run in runs[1:]:
-        link_shared(first, run)
-        Pipeline(study_config(args, int(run.name.removeprefix("seed"))), run, progress=False)._write_config()
-    units = [(seed, preset) for preset in PRESETS for seed in args.seeds]
+        link_shared(runs[0], run)
     logs = Path(args.out) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
-    running: list[tuple[subprocess.Popen, tuple[int, str], Path]] = []
-    failed: list[str] = []
-    with Progress() as bar:
+    threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
+
+    def unit(seed: int, preset: str) -> str | None:
+        log = logs / f"seed{seed}-{preset}.log"
+        with open(log, "a") as fh:
+            rc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--unit", f"{seed}:{preset}"], env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+        return f"seed {seed} {preset} (exit {rc}; see {log})" if rc else None
+
+    units = [(seed, preset) for preset in PRESETS for seed in args.seeds]
+    failed = []
+    with Progress() as bar, ThreadPoolExecutor(args.jobs) as pool:
         task = bar.add_task(f"GRPO + eval, {len(units)} units, {args.jobs} at a time", total=len(units))
-        while units or running:
-            while units and len(running) < args.jobs:
-                seed, preset = units.pop(0)
-                log = logs / f"seed{seed}-{preset}.log"
-                cmd = [sys.executable, __file__, *sys.argv[1:], "--unit", f"{seed}:{preset}"]
-                with open(log, "a") as fh:
-                    running.append((subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT), (seed, preset), log))
-            time.sleep(2)
-            for item in list(running):
-                proc, (seed, preset), log = item
-                if proc.poll() is None:
-                    continue
-                running.remove(item)
-                bar.advance(task)
-                if proc.returncode != 0:
-                    failed.append(f"seed {seed} {preset} (exit {proc.returncode}; see {log})")
-                else:
-                    bar.console.print(f"seed {seed} {preset}: done")
+        futures = {pool.submit(unit, *u): u for u in units}
+        for fut in as_completed(futures):
+            bar.advance(task)
+            if err := fut.result():
+                failed.append(err)
+            else:
+                bar.console.print("seed {} {}: done".format(*futures[fut]))
     if failed:
         raise SystemExit("study units failed: " + "; ".join(failed))
 

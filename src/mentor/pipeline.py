@@ -169,7 +169,7 @@ class Pipeline:
 
     # driver
     def run(self, stages: Sequence[str] | None = None) -> dict[str, Any]:
-        from mentor.io import run_metadata, write_json
+        from mentor.io import write_json
 
         order = all_stages(self.cfg)
         chosen = list(stages) if stages else order
@@ -178,9 +178,7 @@ class Pipeline:
             raise PipelineError(f"unknown stage(s) {unknown}; stages of this config: {', '.join(order)}")
         self.out.mkdir(parents=True, exist_ok=True)
         self._write_config()
-        run_file = self.out / "run.json"
-        meta = json.loads(run_file.read_text()) if run_file.exists() else run_metadata(self.cfg, self.cfg.get("seed"))
-        meta.setdefault("stages", {})
+        meta = self._update_meta({})
         t_all = time.perf_counter()
         for stage in [s for s in order if s in chosen]:
             if self.done(stage):
@@ -191,11 +189,23 @@ class Pipeline:
             info = self._run_stage(stage) or {}
             seconds = time.perf_counter() - t0
             write_json(self.marker(stage), {"stage": stage, "seconds": round(seconds, 2), **info})
-            meta["stages"][stage] = {"seconds": round(seconds, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            write_json(run_file, meta)
+            meta = self._update_meta({stage: {"seconds": round(seconds, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}})
             self.console.print(f"[green]\\[mentor run] {stage}: done in {seconds:.1f}s[/green]")
-        meta["last_invocation_seconds"] = round(time.perf_counter() - t_all, 2)
-        write_json(run_file, meta)
+        return self._update_meta({}, last_invocation_seconds=round(time.perf_counter() - t_all, 2))
+
+    def _update_meta(self, stages: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+        """Read-modify-write of ``run.json`` under a file lock, so that several ``run``s on one
+        directory (different stages, e.g. the study's parallel RL runs) keep each other's entries."""
+        from filelock import FileLock
+
+        from mentor.io import run_metadata, write_json
+
+        run_file = self.out / "run.json"
+        with FileLock(str(run_file) + ".lock"):
+            meta = json.loads(run_file.read_text()) if run_file.exists() else run_metadata(self.cfg, self.cfg.get("seed"))
+            meta.setdefault("stages", {}).update(stages)
+            meta.update(fields)
+            write_json(run_file, meta)
         return meta
 
     def _write_config(self) -> None:
