@@ -77,6 +77,7 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("mentor.analysis.cli", "report", "report"),
     ("mentor.serve.cli", "app", "serve"),
     ("mentor.pipeline", "run", "run"),
+    ("mentor.runs", "app", "runs"),
 ]
 
 

@@ -13,6 +13,10 @@ def report(
     references: Path = typer.Option(None, help="References file: the teacher's tool distribution (Fig. 3, 4)."),
     teacher: list[Path] = typer.Option(None, help="Teacher eval result JSON(s), used when no references file is given."),
     title: str = typer.Option("MENTOR report"),
+    open_: bool = typer.Option(
+        False, "--open", help="Print the paths (file:// URLs) of report.html and the plots; for a `mentor run` "
+        "directory that already has its report, only that (nothing is rebuilt)."
+    ),
 ) -> None:
     """Build the paper's tables and figures (Fig. 1, 3-7) from evaluation results and training logs."""
     from rich.console import Console
@@ -21,6 +25,9 @@ def report(
     from mentor.io import DataError
 
     console = Console(stderr=True)
+    if open_ and len(runs) == 1 and (runs[0] / "report.html").exists():
+        _print_paths(runs[0])
+        return
     try:
         res = build_report(out, references=references, teacher=teacher or None, runs=runs, title=title)
     except DataError as e:
@@ -29,3 +36,15 @@ def report(
     for n in res["notes"]:
         console.print(f"[yellow]note:[/yellow] {n}")
     console.print(f"wrote {res['markdown']}, {res['html']} and {len(res['figures'])} figures in {out}")
+    if open_:
+        _print_paths(out)
+
+
+def _print_paths(directory: Path) -> None:
+    """report.html and the plots as file:// URLs on stdout, one per line (a terminal makes them
+    clickable; a script can read them)."""
+    from mentor.runs import artifacts
+
+    found = artifacts(directory)
+    for path in [p for p in found["report"] if p.suffix == ".html"] + found["plots"]:
+        print(path.resolve().as_uri())

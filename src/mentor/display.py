@@ -1,0 +1,321 @@
+"""What a person sees while ``mentor`` works.
+
+- ``capture_output(log)``: for one stage, everything written to the process's stdout and
+  stderr -- TRL's per-step dicts, transformers' load/save bars, warnings, datasets' map bars,
+  even C-level output -- goes to a log file in the run directory (file-descriptor redirect, so
+  nothing slips past). ``terminal()`` still reaches the real terminal meanwhile; with
+  ``verbose=True`` the chatter is also echoed there.
+- ``RunDisplay``: one rich display for a run: a row for the whole run (stages done, elapsed and
+  an ETA from the stages' budgets, rescaled by how long finished stages really took) and a row
+  for the current stage with its own measure (GRPO: reward, its components, invalid-call and
+  tool-usage rates, s/step; SFT: loss; evaluation: accuracy so far). Without a TTY, or with
+  ``plain=True`` (``--no-progress``), it prints one plain line per event instead (CI-friendly).
+- ``TrainerDisplay``: a ``transformers.TrainerCallback`` that feeds a stage row from the
+  trainer's logs (the logs themselves go to the stage's log file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+
+_terminal: Console | None = None
+
+
+def terminal() -> Console:
+    """The console that reaches the user's terminal, also while a stage's output is captured."""
+    return _terminal or Console(stderr=True)
+
+
+@contextlib.contextmanager
+def capture_output(log: str | os.PathLike, verbose: bool = False) -> Iterator[Path]:
+    """Send file descriptors 1 and 2 to ``log`` (appended) until the block ends.
+
+    Library chatter lands in the log; ``terminal()`` keeps writing to the real stderr. With
+    ``verbose`` the log is also echoed to the terminal as it is written. On an exception the
+    block's output stays in the log, and the exception propagates with the log's path noted."""
+    global _terminal
+    log = Path(log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    term_file = os.fdopen(os.dup(saved_err), "w", buffering=1, encoding="utf-8", errors="replace")
+    previous = _terminal
+    _terminal = Console(file=term_file, force_terminal=_isatty(saved_err) or None)
+    sink = open(log, "ab", buffering=0)  # noqa: SIM115 -- closed in finally
+    pump = _Echo(sink, term_file) if verbose else None
+    target = pump.write_fd if pump else sink.fileno()
+    os.dup2(target, 1)
+    os.dup2(target, 2)
+    try:
+        yield log
+    except BaseException as e:
+        with contextlib.suppress(Exception):
+            e.add_note(f"(full log: {log})")
+        raise
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        os.close(saved_out)
+        os.close(saved_err)
+        if pump:
+            pump.close()
+        sink.close()
+        _terminal = previous
+        term_file.close()
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+class _Echo:
+    """A pipe whose bytes go to the log and to the terminal (``--verbose``)."""
+
+    def __init__(self, sink: IO[bytes], term: IO[str]):
+        self.read_fd, self.write_fd = os.pipe()
+        self.sink, self.term = sink, term
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while chunk := os.read(self.read_fd, 65536):
+            self.sink.write(chunk)
+            with contextlib.suppress(Exception):
+                self.term.write(chunk.decode("utf-8", "replace"))
+                self.term.flush()
+
+    def close(self) -> None:
+        os.close(self.write_fd)
+        self.thread.join(timeout=5)
+        os.close(self.read_fd)
+
+
+def quiet_libraries() -> None:
+    """Turn off the progress bars of transformers, datasets and huggingface_hub (they would only
+    fill the log files with carriage returns) and keep their warnings in the logs. Libraries that
+    are not installed are skipped."""
+    import logging
+    import warnings
+
+    logging.captureWarnings(True)
+    warnings.filterwarnings("default")
+    with contextlib.suppress(ImportError):
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+    with contextlib.suppress(ImportError):
+        import datasets
+
+        datasets.disable_progress_bars()
+    with contextlib.suppress(ImportError):
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class RunDisplay:
+    """One display for a run of stages. ``budgets`` maps each stage to its estimated seconds;
+    the run's ETA is the remaining stages' estimates scaled by (actual / estimated) of the
+    stages finished so far, plus the current stage's own remaining time."""
+
+    def __init__(self, stages: list[str], budgets: Mapping[str, float] | None = None, plain: bool | None = None,
+                 console: Console | None = None):
+        self.stages = list(stages)
+        self.budgets = {s: float((budgets or {}).get(s, 0.0)) for s in self.stages}
+        self.console = console
+        self.plain = plain if plain is not None else not (console or terminal()).is_terminal
+        self.t0 = time.perf_counter()
+        self.actual: dict[str, float] = {}
+        self.estimated_done = 0.0
+        self._progress = None
+        self._run_task = None
+
+    def _console(self) -> Console:
+        return self.console or terminal()
+
+    def __enter__(self) -> RunDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def print(self, text: str, markup: bool = False) -> None:
+        console = self._progress.console if self._progress is not None else self._console()
+        console.print(text, highlight=False, markup=markup, soft_wrap=True)
+
+    # ------------------------------------------------------------ ETA
+    def scale(self) -> float:
+        return sum(self.actual.values()) / self.estimated_done if self.estimated_done > 0 and self.actual else 1.0
+
+    def eta(self, current: str | None = None, current_remaining: float | None = None) -> float | None:
+        rest = [s for s in self.stages if s not in self.actual and s != current]
+        est = sum(self.budgets[s] for s in rest) * self.scale()
+        if current is not None and current not in self.actual:
+            est += current_remaining if current_remaining is not None else self.budgets.get(current, 0.0) * self.scale()
+        return est
+
+    def finished(self, stage: str, seconds: float, skipped: bool = False) -> None:
+        if not skipped:
+            self.actual[stage] = seconds
+            self.estimated_done += self.budgets.get(stage, 0.0)
+        else:
+            self.actual[stage] = 0.0
+        if self._progress is not None and self._run_task is not None:
+            self._progress.update(self._run_task, completed=len(self.actual), eta=fmt_duration(self.eta()))
+
+    # ------------------------------------------------------------ stages
+    def stage(self, name: str, total: int | None = None, unit: str = "steps") -> StageRow:
+        return StageRow(self, name, total, unit)
+
+    def _ensure_progress(self):
+        if self._progress is None and not self.plain:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=24),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[measures]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA {task.fields[eta]}"),
+                console=self._console(),
+                transient=False,
+            )
+            self._progress.start()
+            self._run_task = self._progress.add_task(
+                "[bold]run", total=len(self.stages), completed=len(self.actual), measures="", eta=fmt_duration(self.eta())
+            )
+        return self._progress
+
+
+class StageRow:
+    """The current stage's row: ``update(done, **measures)``; ``event(text)`` prints a line."""
+
+    def __init__(self, display: RunDisplay, name: str, total: int | None, unit: str):
+        self.display, self.name, self.total, self.unit = display, name, total, unit
+        self.t0 = time.perf_counter()
+        self.done = 0
+        self.measures: dict[str, Any] = {}
+        self._task = None
+        self._last_plain = 0.0
+        progress = display._ensure_progress()
+        if progress is not None:
+            self._task = progress.add_task(name, total=total, measures="", eta="-")
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+        if self._task is not None:
+            self.display._progress.update(self._task, total=total)
+
+    def remaining(self) -> float | None:
+        if not self.total or self.done <= 0:
+            return None
+        per = (time.perf_counter() - self.t0) / self.done
+        return per * (self.total - self.done)
+
+    def update(self, done: int, **measures: Any) -> None:
+        self.done = done
+        self.measures.update({k: v for k, v in measures.items() if v is not None})
+        elapsed = time.perf_counter() - self.t0
+        per = elapsed / done if done else None
+        text = "  ".join(f"{k} {_fmt(v)}" for k, v in self.measures.items())
+        if per is not None:
+            text += f"  {per:.1f} s/{self.unit.rstrip('s') or self.unit}"
+        run_eta = self.display.eta(self.name, self.remaining())
+        progress = self.display._progress
+        if progress is not None and self._task is not None:
+            progress.update(self._task, completed=done, measures=text, eta=fmt_duration(self.remaining()))
+            progress.update(self.display._run_task, eta=fmt_duration(run_eta))
+        else:
+            of = f"/{self.total}" if self.total else ""
+            self.display.print(f"[{self.name}] {self.unit} {done}{of}  {text}  run ETA {fmt_duration(run_eta)}")
+
+    def event(self, text: str) -> None:
+        self.display.print(f"[{self.name}] {text}")
+
+    def close(self) -> None:
+        progress = self.display._progress
+        if progress is not None and self._task is not None:
+            progress.update(self._task, visible=False)
+            progress.remove_task(self._task)
+            self._task = None
+
+    def __enter__(self) -> StageRow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def trainer_display(row: StageRow):
+    """A ``TrainerCallback`` that feeds ``row`` from the trainer's logs: GRPO steps show the
+    reward, its components, the invalid-call and tool-usage rates; SFT steps the loss."""
+    from transformers import TrainerCallback
+
+    class TrainerDisplay(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.max_steps:
+                row.set_total(int(state.max_steps))
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or not state.is_world_process_zero:
+                return
+            measures = step_measures(logs)
+            if measures:
+                row.update(int(state.global_step), **measures)
+
+    return TrainerDisplay()
+
+
+def step_measures(logs: Mapping[str, Any]) -> dict[str, Any]:
+    """The measures a person wants from one trainer log record, in display order."""
+    out: dict[str, Any] = {}
+    if "reward" in logs:
+        out["reward"] = logs["reward"]
+        for k, v in logs.items():
+            if k.startswith("rewards/") and k.endswith("/mean"):
+                out[k[len("rewards/"):-len("/mean")]] = v
+        if "tools/invalid_call_rate" in logs:
+            out["invalid"] = logs["tools/invalid_call_rate"]
+        if "tools/usage_rate" in logs:
+            out["tool use"] = logs["tools/usage_rate"]
+    elif "loss" in logs:
+        out["loss"] = logs["loss"]
+    return out

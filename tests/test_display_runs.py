@@ -1,0 +1,144 @@
+"""The run display (captured library output, plain event lines, ETA) and `mentor runs`."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mentor.display import RunDisplay, fmt_duration, step_measures
+from mentor.runs import find_runs, headline, read_run
+
+MENTOR = [sys.executable, "-m", "mentor.cli"]
+
+
+def _run_py(code: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_capture_output_sends_library_chatter_to_the_log_and_keeps_the_terminal(tmp_path):
+    log = tmp_path / "logs" / "sft.log"
+    r = _run_py(f"""
+        import os, sys, warnings, logging
+        from mentor.display import capture_output, terminal
+        print("before")
+        with capture_output({str(log)!r}):
+            print("{{'loss': 1.0, 'grad_norm': 2.0}}")          # a trainer's raw dict (python stdout)
+            os.write(2, b"Loading weights 0/272\\r272/272\\n")      # a C-level / fd write
+            warnings.warn("some FutureWarning", FutureWarning)
+            logging.getLogger("transformers").warning("a library warning")
+            terminal().print("step 1/4 reward 0.5")                 # our display
+        print("after")
+    """)
+    assert r.returncode == 0, r.stderr
+    text = log.read_text()
+    for chatter in ("'loss': 1.0", "Loading weights", "some FutureWarning", "a library warning"):
+        assert chatter in text and chatter not in r.stdout + r.stderr
+    assert "step 1/4 reward 0.5" in r.stderr and "step 1/4" not in text
+    assert r.stdout.splitlines() == ["before", "after"]
+
+
+def test_capture_output_verbose_echoes_and_errors_name_the_log(tmp_path):
+    log = tmp_path / "x.log"
+    r = _run_py(f"""
+        import os
+        from mentor.display import capture_output
+        with capture_output({str(log)!r}, verbose=True):
+            os.write(1, b"chatter line\\n")
+        try:
+            with capture_output({str(log)!r}):
+                raise RuntimeError("boom")
+        except RuntimeError as e:
+            print("NOTES", getattr(e, "__notes__", None))
+    """)
+    assert r.returncode == 0, r.stderr
+    assert "chatter line" in r.stderr and "chatter line" in log.read_text()
+    assert f"(full log: {log})" in r.stdout
+
+
+def test_plain_display_prints_one_line_per_event_with_a_run_eta(capsys):
+    from rich.console import Console
+
+    console = Console(file=sys.stdout, force_terminal=False, width=200)
+    disp = RunDisplay(["sft", "mentor", "eval"], budgets={"sft": 100, "mentor": 200, "eval": 50}, plain=True, console=console)
+    assert disp.eta() == 350
+    disp.finished("sft", 50.0)  # took half its budget: the rest is rescaled by 0.5
+    assert disp.scale() == 0.5 and disp.eta() == 125
+    with disp.stage("mentor", total=4) as row:
+        row.update(1, **step_measures({"reward": 1.5, "rewards/correctness/mean": 0.5, "tools/invalid_call_rate": 0.25,
+                                       "tools/usage_rate": 1.0}))
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    line = out[0]
+    assert line.startswith("[mentor] steps 1/4  reward 1.500  correctness 0.500  invalid 0.250  tool use 1.000")
+    assert "s/step" in line and "run ETA" in line
+
+
+def test_step_measures_sft_and_fmt_duration():
+    assert step_measures({"loss": 0.7, "grad_norm": 1.0}) == {"loss": 0.7}
+    assert step_measures({"epoch": 1}) == {}
+    assert fmt_duration(59) == "0:59" and fmt_duration(3725) == "1:02:05" and fmt_duration(None) == "-"
+
+
+def _fake_run(root: Path, name: str, done: dict[str, float], summary: dict | None = None) -> Path:
+    import yaml
+
+    run = root / name
+    (run / "stages").mkdir(parents=True)
+    (run / "pipeline.yaml").write_text(yaml.safe_dump({"name": name, "train": {"methods": {"mentor": "mentor"}}}))
+    (run / "run.json").write_text(json.dumps({"started_at": "2026-11-23T10:00:00", "stages": {}}))
+    for stage, seconds in done.items():
+        (run / "stages" / f"{stage}.json").write_text(json.dumps({"stage": stage, "seconds": seconds}))
+    if summary:
+        (run / "summary.json").write_text(json.dumps(summary))
+        (run / "plots").mkdir()
+        (run / "plots" / "fig6.png").write_bytes(b"png")
+        (run / "report.html").write_text("<html></html>")
+    return run
+
+
+SUMMARY = {"sft": {"in_domain_accuracy": 0.5, "out_of_domain_accuracy": 0.05, "invalid_call_rate": 0.2},
+           "mentor": {"in_domain_accuracy": 0.625, "out_of_domain_accuracy": None}}
+
+
+def test_read_run_status_and_headline(tmp_path):
+    all_done = {s: 10.0 for s in ("data", "teach", "vanilla", "sft", "mentor", "eval", "report")}
+    complete = _fake_run(tmp_path, "a", all_done, SUMMARY)
+    partial = _fake_run(tmp_path, "b", {"data": 1.0, "teach": 2.5})
+    (tmp_path / "not-a-run").mkdir()
+    assert find_runs(tmp_path) == [complete, partial]
+    a, b = read_run(complete), read_run(partial)
+    assert a.complete and a.seconds == 70.0 and a.next_stage is None
+    assert not b.complete and b.next_stage == "vanilla" and b.seconds == 3.5 and len(b.stages) == 7
+    assert headline(a.summary) == "sft 0.50/0.05, mentor 0.62/-"
+
+
+def test_runs_cli_list_and_show(tmp_path):
+    all_done = {s: 10.0 for s in ("data", "teach", "vanilla", "sft", "mentor", "eval", "report")}
+    run = _fake_run(tmp_path, "a", all_done, SUMMARY)
+    _fake_run(tmp_path, "b", {"data": 1.0})
+    env = {**os.environ, "COLUMNS": "250"}
+    r = subprocess.run([*MENTOR, "runs", "list", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if str(tmp_path) in line]
+    assert len(rows) == 2
+    assert "complete" in rows[0] and "7/7" in rows[0] and "1:10" in rows[0] and "mentor 0.62/-" in rows[0]
+    assert "next: teach" in rows[1] and "1/7" in rows[1]
+    r = subprocess.run([*MENTOR, "runs", "show", str(run)], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "MENTOR pipeline summary" in r.stdout and "0.625" in r.stdout
+    assert f"report: {run / 'report.html'}" in r.stdout and f"plots: {run / 'plots' / 'fig6.png'}" in r.stdout
+    r = subprocess.run([*MENTOR, "runs", "show", str(tmp_path / "nope")], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and "not a run directory" in r.stderr
+
+
+def test_report_open_prints_the_report_and_plot_paths_without_rebuilding(tmp_path):
+    run = _fake_run(tmp_path, "a", {"data": 1.0}, SUMMARY)
+    before = (run / "report.html").stat().st_mtime_ns
+    r = subprocess.run([*MENTOR, "report", str(run), "--open"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [(run / "report.html").resolve().as_uri(), (run / "plots" / "fig6.png").resolve().as_uri()]
+    assert (run / "report.html").stat().st_mtime_ns == before
