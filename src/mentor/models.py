@@ -151,10 +151,6 @@ def resolve_model(name: str | os.PathLike | None) -> str:
     return str(name)  # a Hub id; transformers resolves (and caches) it
 
 
-def is_default(name: str | None) -> bool:
-    return name is None or str(name).lower() in _ALIASES | {COMPACT_MODEL}
-
-
 def load_tokenizer(name: str | None = None, padding_side: str = "left") -> Any:
     from transformers import AutoTokenizer
 

@@ -111,6 +111,11 @@ class StepRecorder(TrainerCallback):
         self.meta = meta or {}
         self._last_step = 0
 
+    def resume_at(self, step: int) -> None:
+        """On resume from the checkpoint of ``step``: drop later records, time from that step."""
+        self.truncate_after(step)
+        self._last_step = step
+
     def truncate_after(self, step: int) -> None:
         """On resume: drop records of steps after the checkpoint (they will be re-run)."""
         if not self.path.exists():

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mentor.train import config as C
-from mentor.train.grpo import _check_resume, _seed_and_section, write_run_metadata
+from mentor.train.common import check_resume, seed_and_section, write_run_metadata
 
 
 def prepare_sft(references, output_dir, model=None, config=None, resume=False, **overrides) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def prepare_sft(references, output_dir, model=None, config=None, resume=False, *
     refs = D.references(references, only_correct=cfg["only_correct"], limit=cfg.get("max_references"))
     dataset = D.sft_dataset(refs, references, tools=cfg.get("tools"))
     out = Path(output_dir)
-    ckpt = _check_resume(out, references, resume)
+    ckpt = check_resume(out, references, resume)
     tok = load_tokenizer(cfg["model"], padding_side="right")
     check_tool_template(tok, where=str(cfg["model"]))
     return {"cfg": cfg, "refs": refs, "dataset": dataset, "tokenizer": tok, "checkpoint": ckpt, "out": out,
@@ -44,7 +44,7 @@ def build_sft_trainer(prep: dict[str, Any]):
 
     cfg, out = prep["cfg"], prep["out"]
     out.mkdir(parents=True, exist_ok=True)
-    args_kw = _seed_and_section(cfg, "sft")
+    args_kw = seed_and_section(cfg, "sft")
     args_kw.setdefault("logging_steps", 1)
     args_kw.setdefault("report_to", "none")
     args = SFTConfig(output_dir=str(out), **args_kw)
