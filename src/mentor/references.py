@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mentor.io import DataError, append_jsonl, read_jsonl, require
-
+from mentor.trajectory import Trajectory
 
 
 @dataclass
@@ -41,8 +41,6 @@ class Reference:
         return asdict(self)
 
     def trajectory(self):
-        from mentor.trajectory import Trajectory
-
         return Trajectory.from_messages(self.messages)
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from mentor.config import did_you_mean
+from mentor.rewards import resolve_preset
+from mentor.tools import toolset
 
 #: SPEC.md Table 5 (MENTOR / RL), expressed as GRPOConfig fields where TRL has one. Not
 #: representable here: tensor parallel 2 and GPU memory utilisation 0.8 (vLLM settings, set in
@@ -151,15 +153,11 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
                     )
             raise _unknown(key, top, source, f"mentor's keys ({', '.join(sorted(top))})")
     if cfg.get("preset") is not None:
-        from mentor.rewards import resolve_preset
-
         try:
             resolve_preset(cfg["preset"])
         except ValueError as e:
             raise ConfigError(f"{source}: {e}") from None
     if cfg.get("tools") is not None:
-        from mentor.tools import toolset
-
         try:
             toolset(cfg["tools"])
         except (KeyError, ValueError) as e:

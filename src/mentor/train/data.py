@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from mentor.io import DataError
+from mentor.prompts import build_messages
 from mentor.references import Reference, load_references
 from mentor.tasks import get_task
 from mentor.tools.local import decode_arguments
@@ -37,8 +38,6 @@ def task_of(refs: list[Reference]) -> str:
 
 
 def grpo_rows(refs: list[Reference]) -> list[dict[str, Any]]:
-    from mentor.prompts import build_messages
-
     return [
         {
             "prompt": build_messages(r.question),
@@ -83,8 +82,6 @@ def _normalise_message(msg: dict[str, Any], path: str, ref_id: str) -> dict[str,
 
 
 def sft_conversations(refs: list[Reference], path: str | os.PathLike = "references") -> list[list[dict[str, Any]]]:
-    from mentor.prompts import build_messages
-
     convs = []
     for r in refs:
         msgs = [_normalise_message(m, str(path), r.id) for m in r.messages]

@@ -18,7 +18,7 @@ from typing import Any
 
 from mentor.references import Reference
 
-from mentor.models import check_tool_template, load_tokenizer
+from mentor.models import check_tool_template, load_model, load_tokenizer
 from mentor.rewards import resolve_weights, trl_reward_funcs
 from mentor.tasks import get_task
 from mentor.tools.callables import callables
@@ -76,9 +76,6 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL):
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
     from trl import GRPOConfig, GRPOTrainer
-
-    from mentor.models import load_model
-
     cfg, out = plan.cfg, plan.out
     out.mkdir(parents=True, exist_ok=True)
     funcs, weights = trl_reward_funcs(cfg["preset"], plan.weights, kind=plan.task)
