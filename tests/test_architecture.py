@@ -116,3 +116,22 @@ def test_no_process_wide_tool_routing():
         if isinstance(node, ast.Global)
     ]
     assert not offenders, offenders
+
+
+def test_trl_reward_adapters_are_picklable_classes():
+    """TRL (and multiprocessing data loaders) may pickle reward functions: classes, not closures."""
+    import pickle
+
+    from mentor.rewards import TRLReward, trl_reward_funcs
+    from mentor.trajectory import Trajectory
+
+    funcs, weights = trl_reward_funcs("mentor")
+    assert all(isinstance(f, TRLReward) for f in funcs) and len(funcs) == len(weights)
+    for f in funcs:
+        g = pickle.loads(pickle.dumps(f))
+        assert g.__name__ == f.__name__
+    right = {"teacher_answer": ["42"], "teacher_tools": [["multiply"]]}
+    completion = [{"role": "assistant", "content": "\\boxed{42}"}]
+    correctness = pickle.loads(pickle.dumps(TRLReward("correctness")))
+    assert correctness(prompts=[None], completions=[completion], **right) == [1.0]
+    assert Trajectory.from_any(completion).final_answer == "42"
