@@ -79,7 +79,7 @@ class ServerProcess:
             args += ["--port", str(port)]
         else:
             port = int(args[args.index("--port") + 1])
-        cmd = list(command) if command is not None else [sys.executable, "-m", "mentor.cli"]
+        cmd = list(command) if command else [sys.executable, "-m", "mentor.cli"]
         return cls.launch(cmd + args, f"http://{host}:{port}", timeout=timeout, health=health, headers=headers,
                           env=env, log=log, group=group)
 
