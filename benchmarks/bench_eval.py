@@ -61,7 +61,7 @@ def main() -> None:
     from mentor.io import versions, write_json
     from mentor.models import load
     from mentor.prompts import build_messages
-    from mentor.rollout import HFGenerator
+    from mentor.generation import HFGenerator
     from mentor.tools import schemas
 
     model, tok = load(args.model)

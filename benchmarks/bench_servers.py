@@ -182,7 +182,7 @@ def _after_infinite_loop(url: str, path: str, loop_body: dict, good_path: str, g
 
 
 def bench_tools(args) -> dict[str, Any]:
-    from mentor.serve.launch import ServerProcess
+    from mentor.generation.server import ServerProcess
 
     rows: list[dict[str, Any]] = []
     incidents: list[dict[str, Any]] = []
@@ -233,7 +233,7 @@ def bench_tools(args) -> dict[str, Any]:
 def bench_retriever(args) -> dict[str, Any]:
     from mentor.io import read_jsonl
     from mentor.serve.corpus import recall_at_k, supporting_titles
-    from mentor.serve.launch import ServerProcess
+    from mentor.generation.server import ServerProcess
 
     records = [r for _, r in read_jsonl(args.hotpot)][: args.questions]
     questions = [r["question"] for r in records]

@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> dict:
     from mentor.data import load_questions
     from mentor.io import run_metadata, write_json
     from mentor.models import resolve_model
-    from mentor.rollout import Sampling
+    from mentor.generation import Sampling
     from mentor.teacher import generate_references
-    from mentor.teacher.local_server import transformers_serve
+    from mentor.generation.server import transformers_serve
     from mentor.teacher.openai_backend import OpenAIConfig, OpenAITeacher
 
     questions = load_questions("synthetic", split=args.split, n=args.n, seed=0)

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from mentor.eval import evaluate, load_benchmark, macro_summary, summarize
-from mentor.eval.runner import TopK
+from mentor.eval import evaluate, load_benchmark, macro_summary
+from mentor.tasks import get_task
+from mentor.tools import TopK
 from mentor.io import DataError
 
 # ----------------------------------------------------------------------------- loading, errors
@@ -92,7 +93,7 @@ def test_bad_benchmark_file_on_the_command_line(tmp_path):
 
 def test_bfcl_items_and_checker_on_real_data():
     pytest.importorskip("bfcl_eval")
-    from mentor.eval import bfcl
+    from mentor.tasks import bfcl
 
     b = load_benchmark("bfcl:simple_python,live_simple", limit=2)
     assert [i.meta["category"] for i in b.items] == ["simple_python"] * 2 + ["live_simple"] * 2
@@ -117,9 +118,9 @@ def test_bfcl_items_and_checker_on_real_data():
 
 def test_summaries_are_computed_from_records():
     recs = [{"correct": True, "category": "a"}, {"correct": False, "category": "a"}, {"correct": True, "category": "b"}]
-    s = summarize(recs, "bfcl")
+    s = get_task("bfcl").summarize(recs)
     assert s["n"] == 3 and s["subsets"]["a"]["accuracy"] == 0.5 and s["accuracy"] == pytest.approx(0.75)
-    assert summarize(recs, "math")["accuracy"] == pytest.approx(2 / 3)
+    assert get_task("math").summarize(recs)["accuracy"] == pytest.approx(2 / 3)
     res = [
         {"benchmark": "x", "kind": "math", "accuracy": 0.2, "settings": {"tools": True}},
         {"benchmark": "y", "kind": "math", "accuracy": 0.4, "settings": {"tools": True}},
@@ -136,7 +137,7 @@ SMALL = {"limit": 2, "max_new_tokens": 24, "max_turns": 2, "progress": False}
 
 @pytest.fixture(scope="module")
 def generator(default_model_path):
-    from mentor.rollout import HFGenerator
+    from mentor.generation import HFGenerator
 
     return HFGenerator.from_name(default_model_path, batch_size=4)
 

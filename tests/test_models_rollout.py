@@ -4,7 +4,8 @@ import pytest
 
 from mentor.models import check_tool_template, load, resolve_model
 from mentor.prompts import build_messages
-from mentor.rollout import HFGenerator, Generation, Sampling, parse_assistant, rollout, run_tool_calls
+from mentor.generation import Generation, HFGenerator, Sampling, parse_assistant, rollout, run_tool_calls
+from mentor.tools import Executor
 
 
 def test_parse_assistant_structures_calls():
@@ -14,7 +15,7 @@ def test_parse_assistant_structures_calls():
     )
     assert msg["tool_calls"][0]["function"] == {"name": "add", "arguments": {"firstNumber": 1, "secondNumber": 2}}
     assert "<tool_call>{broken</tool_call>" in msg["content"] and "Let me." in msg["content"]
-    results = run_tool_calls(msg, allowed={"add"})
+    results = run_tool_calls(msg, Executor(tools={"add"}))
     assert [r["content"] for r in results][0] == "3"
     assert "not valid JSON" in results[1]["content"]
 

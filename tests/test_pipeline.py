@@ -30,7 +30,7 @@ def test_bundled_and_gpu_configs_validate():
     for b in gpu["eval"]["in_domain"] + gpu["eval"]["out_of_domain"]:
         assert b.split(":")[0] in names or b.startswith("bfcl:"), b
     # its evaluation serves each model with vLLM: the exact command, on loopback
-    from mentor.teacher.local_server import SERVER_COMMANDS
+    from mentor.generation.server import SERVER_COMMANDS
 
     assert gpu["eval"]["server"] == "vllm"
     argv = SERVER_COMMANDS["vllm"].format(model="runs/q/models/mentor/final", port=8100).split()
@@ -38,7 +38,7 @@ def test_bundled_and_gpu_configs_validate():
 
 
 def test_missing_server_command_is_a_clear_error():
-    from mentor.teacher.local_server import server_command
+    from mentor.generation.server import server_command
 
     with pytest.raises(RuntimeError, match=r"the `no-such-server-xyz` command is not installed"):
         server_command("no-such-server-xyz {model} --port {port}", "m", 1)
@@ -67,7 +67,10 @@ def test_eval_stage_through_a_model_server(tmp_path):
     "override,message",
     [
         ({"trian": {}}, "unknown key 'trian' (did you mean 'train'?)"),
-        ({"eval": {"limt": 3}}, "unknown key 'eval.limt'"),
+        ({"eval": {"limt": 3}}, "unknown key 'eval.limt' (did you mean 'limit'?)"),
+        ({"teacher": {"backend": "openai", "temprature": 0.5}}, "unknown key 'teacher.temprature' (did you mean 'temperature'?)"),
+        ({"teacher": {"backend": "gpt"}}, "teacher.backend: unknown backend 'gpt'"),
+        ({"data": "synthetic"}, "'data' must be a mapping"),
         ({"train": {"methods": {"x": "dense"}}}, "unknown preset 'dense'"),
         ({"rl_init": "warm"}, "rl_init must be"),
         ({"eval": {"server": "vllm serve {model}"}}, "eval.server: expected one of vllm, transformers or a command template"),

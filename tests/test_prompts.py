@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from mentor.prompts import ANSWER_INSTRUCTION, build_messages, chat_template, prompt_text, render, user_message
+from mentor.prompts import ANSWER_INSTRUCTION, build_messages, chat_template, render, user_message
+from mentor.tasks import prompt_text
 from mentor.tools import schemas
 
 

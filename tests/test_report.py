@@ -118,7 +118,7 @@ def test_report_from_real_runs(tmp_path, default_model_path):
     a references file and training logs in run directories -> mentor report."""
     from mentor.eval import evaluate, result_filename
     from mentor.io import write_json
-    from mentor.rollout import HFGenerator
+    from mentor.generation import HFGenerator
 
     gen = HFGenerator.from_name(default_model_path, batch_size=4)
     small = {"limit": 2, "max_new_tokens": 16, "max_turns": 1, "progress": False}

@@ -9,8 +9,8 @@ import pytest
 
 from mentor.io import DataError, read_jsonl
 from mentor.serve.corpus import hotpotqa_passages, load_corpus, parse_contents, recall_at_k, supporting_titles, write_flashrag
-from mentor.serve.launch import ServerProcess
-from mentor.tools import InMemoryBM25, Passage, execute, set_search_backend
+from mentor.generation.server import ServerProcess
+from mentor.tools import Executor, InMemoryBM25, Passage
 
 HOTPOT = "qa/hotpotqa_distractor_500.jsonl"
 
@@ -94,15 +94,10 @@ def test_retriever_server_over_hotpotqa(tmp_path, shared_benchmarks):
                           ).status_code == 400
 
         # wikipedia_search uses the server once its URL is configured.
-        set_search_backend(srv.url)
-        try:
-            obs = execute("wikipedia_search", {"query": records[0]["question"], "top_n": 2})
-            assert obs.ok and obs.content.startswith("Doc 1 (Title: ") and "Doc 3" not in obs.content
-            from mentor.tools.search import get_search_backend
-
-            assert get_search_backend().search_many(["Harvey Pekar", "Denise Levertov"], 1)[1][0].title
-        finally:
-            set_search_backend(None)
+        ex = Executor(search=srv.url)
+        obs = ex.execute("wikipedia_search", {"query": records[0]["question"], "top_n": 2})
+        assert obs.ok and obs.content.startswith("Doc 1 (Title: ") and "Doc 3" not in obs.content
+        assert ex.search.search_many(["Harvey Pekar", "Denise Levertov"], 1)[1][0].title
 
     # A second start loads the saved index instead of building it.
     with ServerProcess.start(args, timeout=120) as srv:

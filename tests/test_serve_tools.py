@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 
-from mentor.serve.launch import ServerProcess, free_port
-from mentor.tools import ALL_TOOLS, execute, execute_local, schemas, set_tool_server
-from mentor.tools.client import call_remote, call_remote_batch, execute_batch
+from mentor.generation.server import ServerProcess, free_port
+from mentor.tools import ALL_TOOLS, Executor, callables, execute_local, schemas
+from mentor.tools.client import call_remote, call_remote_batch
 
 pytestmark = pytest.mark.slow
 
@@ -65,16 +65,15 @@ def test_client_routes_calls_through_the_server(server):
     calls = CALLS + [(None, {}), ("add", [1, 2])]  # unsendable calls are answered in-process
     assert call_remote_batch(server.url, calls) == [execute_local(n, a) for n, a in calls]
     assert call_remote(server.url, "add", {"firstNumber": 1, "secondNumber": 1}).content == "2"
-    set_tool_server(server.url)
-    try:
-        assert execute("multiply", {"firstNumber": 6, "secondNumber": 7}).content == "42"
-        assert execute_batch(CALLS[:3]) == [execute_local(n, a) for n, a in CALLS[:3]]
-        from mentor.tools import callables
-
-        add = {f.__name__: f for f in callables("math")}["add"]
-        assert add(firstNumber=40, secondNumber=2) == "42"
-    finally:
-        set_tool_server(None)
+    remote = Executor(tool_server=server.url)
+    assert remote.execute("multiply", {"firstNumber": 6, "secondNumber": 7}).content == "42"
+    assert remote.execute_many(CALLS[:3]) == [execute_local(n, a) for n, a in CALLS[:3]]
+    add = {f.__name__: f for f in callables("math", remote)}["add"]
+    assert add(firstNumber=40, secondNumber=2) == "42"
+    # the allowed tools are checked before anything is sent
+    only_add = remote.allowing(["add"])
+    assert [o.ok for o in only_add.execute_many([("add", {"firstNumber": 1, "secondNumber": 1}), ("multiply", {})])] == [True, False]
+    assert "not available" in only_add.execute("multiply", {"firstNumber": 1, "secondNumber": 1}).error
     down = call_remote(f"http://127.0.0.1:{free_port()}", "add", {"firstNumber": 1, "secondNumber": 1})
     assert not down.ok and "unreachable" in down.error
 

@@ -297,9 +297,8 @@ def test_model_that_never_answers_and_endpoint_failures_are_recorded(scripted_se
 
 
 def test_openai_generator_and_run_conversations_for_evaluation(scripted_server):
+    from mentor.generation import OpenAIConfig, OpenAIGenerator, Sampling, rollout, run_conversations
     from mentor.prompts import build_messages
-    from mentor.rollout import Sampling, rollout
-    from mentor.teacher.openai_backend import OpenAIConfig, OpenAIGenerator, run_conversations
 
     url, _ = scripted_server
     prompts = [build_messages("What is 12 times 34?"), build_messages("What is 56 times 78?")]

@@ -24,7 +24,7 @@ def _ids(p):
 
 
 def test_openai_backend_against_transformers_serve(tmp_path, default_model_path):
-    from mentor.teacher.local_server import transformers_serve
+    from mentor.generation.server import transformers_serve
 
     with transformers_serve("smollm2-135m", startup_timeout=120, log=tmp_path / "serve.log") as url:
         base = [sys.executable, "-m", "mentor.cli", "teach", "--teacher", "openai", "--base-url", url,
@@ -62,7 +62,7 @@ def test_openai_backend_against_transformers_serve(tmp_path, default_model_path)
 
 
 def test_hf_backend_with_the_bundled_model(tmp_path, default_model_path):
-    """`--teacher hf` runs HFGenerator + mentor.rollout.rollout on the bundled model (model
+    """`--teacher hf` runs HFGenerator + mentor.generation.rollout on the bundled model (model
     option omitted -> smollm2-135m) and writes well-formed records."""
     out = tmp_path / "hf.jsonl"
     r = subprocess.run(

@@ -4,6 +4,7 @@ import pytest
 
 from mentor.tools import (
     ALL_TOOLS,
+    Executor,
     MATH_TOOL_NAMES,
     MATH_TOOLS,
     InMemoryBM25,
@@ -13,7 +14,6 @@ from mentor.tools import (
     execute,
     get_tool,
     schemas,
-    set_search_backend,
 )
 
 PAPER = [  # (name, description, parameter names) - SPEC.md Tables 11-12, in the paper's order
@@ -155,7 +155,6 @@ def test_invalid_call_message_is_error_json():
 
 
 def test_wikipedia_search_backend_pluggable():
-    set_search_backend(None)
     obs = execute("wikipedia_search", {"query": "Paris"})
     assert not obs.ok and "no retrieval backend" in obs.error
     backend = InMemoryBM25(
@@ -165,13 +164,13 @@ def test_wikipedia_search_backend_pluggable():
             Passage("Madrid", "Madrid is the capital of Spain."),
         ]
     )
-    set_search_backend(backend)
-    try:
-        obs = execute("wikipedia_search", {"query": "capital of France", "top_n": 2})
-        assert obs.ok
-        assert obs.content.startswith("Doc 1 (Title: Paris)")
-        assert "Doc 2" in obs.content and "Doc 3" not in obs.content
-        assert not execute("wikipedia_search", {"query": "x", "top_n": "many"}).ok
-        assert not execute("wikipedia_search", {"query": 3}).ok
-    finally:
-        set_search_backend(None)
+    ex = Executor(search=backend)
+    obs = ex.execute("wikipedia_search", {"query": "capital of France", "top_n": 2})
+    assert obs.ok
+    assert obs.content.startswith("Doc 1 (Title: Paris)")
+    assert "Doc 2" in obs.content and "Doc 3" not in obs.content
+    assert not ex.execute("wikipedia_search", {"query": "x", "top_n": "many"}).ok
+    assert not ex.execute("wikipedia_search", {"query": 3}).ok
+    # the backend belongs to that executor only: nothing is routed process-wide
+    assert not execute("wikipedia_search", {"query": "capital of France"}).ok
+    assert callables("search", ex)[0](query="capital of Spain", top_n=1).startswith("Doc 1 (Title: Madrid)")

@@ -215,7 +215,7 @@ def test_tool_result_tokens_masked_out_of_loss(sft_run, refs, cfg_file, work):
     # overflow max_completion_length).
     prep = prepare_grpo(refs, work / "mask-grpo", "mentor", str(sft_run / "final"), str(cfg_file),
                         max_completion_length=96)
-    prep["references"] = refs
+    assert prep.references == refs and prep.task == "math"
     trainer, _ = build_grpo_trainer(prep)
     tok = trainer.processing_class
     prompts = [build_messages("What is 6 times 7?")]

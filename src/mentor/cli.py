@@ -61,10 +61,9 @@ def tools_call(
     server: str = typer.Option(None, help="URL of a `mentor serve tools` server (default: in-process)."),
 ) -> None:
     """Execute one tool call and print the observation as JSON (exit 1 when the call is invalid)."""
-    from mentor.tools import execute, set_tool_server
+    from mentor.tools import Executor
 
-    set_tool_server(server)
-    obs = execute(name, arguments)
+    obs = Executor(tool_server=server).execute(name, arguments)
     print(json.dumps(obs.to_dict()))
     raise typer.Exit(0 if obs.ok else 1)
 

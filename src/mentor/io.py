@@ -10,7 +10,6 @@ import platform
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,21 +106,6 @@ def versions(packages: Iterable[str] = ("mentor", "torch", "transformers", "trl"
         except PackageNotFoundError:
             pass
     return out
-
-
-@dataclass
-class Timer:
-    """``with Timer() as t: ...; t.seconds``"""
-
-    start: float = 0.0
-    seconds: float = 0.0
-
-    def __enter__(self) -> Timer:
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.seconds = time.perf_counter() - self.start
 
 
 def run_metadata(config: Mapping[str, Any], seed: int | None = None, **extra: Any) -> dict[str, Any]:

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mentor.prompts import chat_template
+
 DEFAULT_MODEL = "smollm2-135m"
 _ALIASES = {DEFAULT_MODEL, "default", "smollm2", "smollm2-135m-instruct"}
 #: The bundled model with the compact tool prompt (``mentor.prompts`` style ``qwen2.5-compact``):
@@ -77,9 +79,6 @@ def ensure_default_model(progress: bool = True) -> Path:
         t0 = time.time()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from mentor.prompts import chat_template
-
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         tok.chat_template = chat_template("qwen2.5")
@@ -117,9 +116,6 @@ def ensure_compact_model() -> Path:
             return target
         from transformers import AutoTokenizer
         from trl.chat_template_utils import qwen3_template
-
-        from mentor.prompts import chat_template
-
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -149,10 +145,6 @@ def resolve_model(name: str | os.PathLike | None) -> str:
             raise ModelError(f"{path} exists but is not a Hugging Face model directory (no config.json)")
         return str(path)
     return str(name)  # a Hub id; transformers resolves (and caches) it
-
-
-def is_default(name: str | None) -> bool:
-    return name is None or str(name).lower() in _ALIASES | {COMPACT_MODEL}
 
 
 def load_tokenizer(name: str | None = None, padding_side: str = "left") -> Any:

@@ -3,8 +3,9 @@
 The system message is the model's official chat template with tools (Qwen2.5 or Qwen3, as
 TRL ships them): tool signatures inside ``<tools></tools>`` and the ``<tool_call>``
 instruction. The user message is ``Question: <question>`` followed by the boxed-answer
-instruction. Math prompts carry the 12 math tools; retrieval-QA prompts carry only
-``wikipedia_search``.
+instruction. Which tools a prompt carries is its task's (``mentor.tasks``): the 12 math tools
+for math, only ``wikipedia_search`` for retrieval QA; ``mentor.tasks.prompt_text`` renders a
+task's full prompt.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from typing import Any
 from mentor.tools.registry import ToolSpec, schemas
 
 ANSWER_INSTRUCTION = "If you have got the answer, enclose it within \\boxed{} with latex format."
-
-#: Which tool set each task offers.
-TASK_TOOLS: dict[str, str] = {"math": "math", "qa": "search"}
 
 STYLES = ("qwen2.5", "qwen3", "qwen2.5-compact")
 
@@ -54,13 +52,6 @@ def clean_question(question: str) -> str:
 def user_message(question: str) -> str:
     """``Question: ...`` plus the boxed-answer instruction."""
     return f"Question: {clean_question(question)}\n{ANSWER_INSTRUCTION}"
-
-
-def task_tools(task: str) -> str:
-    try:
-        return TASK_TOOLS[task]
-    except KeyError:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASK_TOOLS)}") from None
 
 
 def build_messages(question: str, system: str | None = None) -> list[dict[str, Any]]:
@@ -110,8 +101,3 @@ def render(
         add_generation_prompt=add_generation_prompt,
     )
     return rendered[0]
-
-
-def prompt_text(question: str, task: str = "math", tokenizer: Any = None, style: str = "qwen2.5") -> str:
-    """The full prompt for one question."""
-    return render(build_messages(question), task_tools(task), tokenizer=tokenizer, style=style)

@@ -15,13 +15,12 @@ One JSON object per line:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mentor.io import DataError, append_jsonl, read_jsonl, require
-
-REQUIRED_COLUMNS = ("id", "question", "answer", "messages", "teacher_answer", "teacher_tools", "correct")
+from mentor.trajectory import Trajectory
 
 
 @dataclass
@@ -42,8 +41,6 @@ class Reference:
         return asdict(self)
 
     def trajectory(self):
-        from mentor.trajectory import Trajectory
-
         return Trajectory.from_messages(self.messages)
 
 
@@ -90,7 +87,3 @@ def load_references(path: str | os.PathLike, only_correct: bool = True) -> list[
 def write_reference(path: str | os.PathLike, ref: Reference) -> None:
     append_jsonl(path, ref.to_dict())
 
-
-def write_references(path: str | os.PathLike, refs: Iterable[Reference]) -> None:
-    for r in refs:
-        write_reference(path, r)

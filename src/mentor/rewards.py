@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mentor.answers import math_equal, qa_exact_match
+from mentor.tasks import get_task
 from mentor.trajectory import Trajectory
 
 COMPONENTS: tuple[str, ...] = ("correctness", "alignment", "alignment_f1", "validity", "format")
@@ -72,9 +72,7 @@ def correctness(student: Trajectory, teacher_answer: str | None, kind: str = "ma
     pred = student.final_answer
     if pred is None or teacher_answer is None:
         return 0.0
-    if kind == "qa":
-        return float(qa_exact_match(pred, [teacher_answer]))
-    return float(math_equal(pred, teacher_answer))
+    return float(get_task(kind).score(pred, teacher_answer))
 
 
 def alignment(student_tools: Iterable[str], teacher_tools: Iterable[str]) -> float:
@@ -186,24 +184,29 @@ def _column(kwargs: Mapping[str, Any], name: str, n: int) -> list[Any]:
     return list(values) if len(values) == n else [values[0]] * n
 
 
-def make_trl_reward_func(name: str, kind: str = "math") -> Callable[..., list[float]]:
-    """A TRL reward function ``(prompts, completions, **columns) -> list[float]`` for one component."""
-    if name not in COMPONENTS:
-        raise ValueError(f"unknown reward component {name!r}; known: {', '.join(COMPONENTS)}")
+class TRLReward:
+    """A TRL reward function ``(prompts, completions, **columns) -> list[float]`` for one
+    component; a class (picklable, named by ``__name__`` in TRL's logs), not a closure."""
 
-    def reward(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any) -> list[float]:
+    def __init__(self, name: str, kind: str = "math"):
+        if name not in COMPONENTS:
+            raise ValueError(f"unknown reward component {name!r}; known: {', '.join(COMPONENTS)}")
+        self.name, self.kind = name, kind
+        self.__name__ = self.__qualname__ = name
+
+    def __call__(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any) -> list[float]:
         n = len(completions)
-        needs_answer = name == "correctness"
-        needs_tools = name in ("alignment", "alignment_f1")
-        answers = _column(kwargs, TEACHER_ANSWER_COLUMN, n) if needs_answer else [None] * n
-        tools = _column(kwargs, TEACHER_TOOLS_COLUMN, n) if needs_tools else [()] * n
+        answers = _column(kwargs, TEACHER_ANSWER_COLUMN, n) if self.name == "correctness" else [None] * n
+        tools = _column(kwargs, TEACHER_TOOLS_COLUMN, n) if self.name in ("alignment", "alignment_f1") else [()] * n
         return [
-            component(name, Trajectory.from_any(c), a, t or (), kind)
+            component(self.name, Trajectory.from_any(c), a, t or (), self.kind)
             for c, a, t in zip(completions, answers, tools, strict=True)
         ]
 
-    reward.__name__ = reward.__qualname__ = name
-    return reward
+
+def make_trl_reward_func(name: str, kind: str = "math") -> TRLReward:
+    """The TRL reward function of one component (see ``TRLReward``)."""
+    return TRLReward(name, kind)
 
 
 def trl_reward_funcs(

@@ -14,12 +14,12 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mentor.answers import extract_boxed
-from mentor.tools.executor import Observation, bind_arguments, execute_local
+from mentor.tools.local import Observation, bind_arguments, decode_arguments, execute_local
 from mentor.tools.registry import ALL_TOOLS, ToolError
 
 StepKind = Literal["reasoning", "text", "tool_call", "observation"]
@@ -116,6 +116,15 @@ def parse_tool_call(raw: str) -> ToolCall:
     return tool_call_from_obj(obj, raw)
 
 
+def tool_call_blocks(text: str) -> Iterator[tuple[int, int, ToolCall, bool]]:
+    """Every ``<tool_call>`` block of ``text``: ``(start, end, parsed call, closed)``, where
+    ``closed`` says the block ends with ``</tool_call>`` (``<think>`` blocks are skipped)."""
+    for m in _TAG_RE.finditer(text):
+        if m.group("call") is not None:
+            closed = text[m.start() : m.end()].rstrip().endswith("</tool_call>")
+            yield m.start(), m.end(), parse_tool_call(m.group("call")), closed
+
+
 def tool_call_from_obj(obj: Any, raw: str = "", call_id: str | None = None) -> ToolCall:
     """A call given as an object (``{"name", "arguments"}`` or OpenAI's ``{"type": "function",
     "function": {...}}``, arguments as an object or a JSON string) as a ``ToolCall``."""
@@ -128,13 +137,10 @@ def tool_call_from_obj(obj: Any, raw: str = "", call_id: str | None = None) -> T
     arguments = obj.get("arguments", {})
     if not isinstance(name, str) or not name.strip():
         return ToolCall(None, arguments, raw, "tool call has no string 'name'", id=call_id)
-    if isinstance(arguments, str):  # OpenAI wire format carries arguments as a JSON string
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except (json.JSONDecodeError, RecursionError, ValueError):
-            return ToolCall(name, arguments, raw, "tool call arguments are not valid JSON", id=call_id)
-    if arguments is None:
-        arguments = {}
+    try:  # the OpenAI wire format carries arguments as a JSON string
+        arguments = decode_arguments(arguments)
+    except (RecursionError, ValueError):
+        return ToolCall(name, arguments, raw, "tool call arguments are not valid JSON", id=call_id)
     if not isinstance(arguments, dict):
         return ToolCall(
             name, arguments, raw, f"tool call arguments must be an object, got {type(arguments).__name__}", id=call_id
@@ -399,7 +405,3 @@ class Trajectory:
             "calls": [c.to_dict() for c in self.tool_calls],
             "messages": self.to_messages(),
         }
-
-
-def trajectories(completions: Sequence[Any]) -> list[Trajectory]:
-    return [Trajectory.from_any(c) for c in completions]

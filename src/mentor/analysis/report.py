@@ -24,12 +24,16 @@ import html
 import json
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mentor.analysis.metrics import alignment_score
 from mentor.io import DataError, read_jsonl, write_json
+from mentor.references import load_references
+from mentor.tasks import Task, get_task
+from mentor.tools.registry import MATH_TOOL_NAMES
 
 FIGURES = {
     "fig1": "fig1_tool_effect.png",
@@ -39,14 +43,68 @@ FIGURES = {
     "fig6": "fig6_invalid_call_rate.png",
     "fig7": "fig7_tool_usage_rate.png",
 }
-KIND_LABEL = {"math": "Math", "qa": "RAG", "bfcl": "BFCL"}
+
+
+def _task(result: Mapping[str, Any]) -> Task | None:
+    try:
+        return get_task(result.get("kind", "math"))
+    except ValueError:  # a result of a task this installation does not register
+        return None
 
 
 def group_label(result: Mapping[str, Any]) -> str:
-    """The Table 2 column a benchmark averages into: Math (in-domain), Math OOD, RAG, BFCL."""
-    kind = result.get("kind", "math")
-    label = KIND_LABEL.get(kind, kind)
-    return f"{label} OOD" if kind == "math" and result.get("domain") == "out-of-domain" else label
+    """The Table 2 column a benchmark averages into (its task's label): Math (in-domain), Math
+    OOD, RAG, BFCL."""
+    task = _task(result)
+    return task.group_label(result) if task else str(result.get("kind", "math"))
+
+
+def aligns_tools(result: Mapping[str, Any]) -> bool:
+    """Whether a tool-enabled result's calls count towards the tool-alignment score (the math
+    tools called on the math benchmarks)."""
+    task = _task(result)
+    return bool(task and task.aligns_tools) and result.get("settings", {}).get("tools", True)
+
+
+def tool_use(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Tool-use metrics of evaluation records: ``n``, ``calls``, ``invalid``,
+    ``calls_per_question``, ``invalid_call_rate`` (invalid calls / calls) and ``tool_usage_rate``
+    (share of items with at least one call). The one definition the report and the pipeline's
+    summary use."""
+    records = list(records)
+    n_calls = [int(r.get("num_tool_calls", len(r.get("tool_names") or []))) for r in records]
+    n, total = len(n_calls), sum(n_calls)
+    invalid = sum(int(r.get("invalid_calls", 0)) for r in records)
+    return {
+        "n": n,
+        "calls": total,
+        "invalid": invalid,
+        "calls_per_question": total / n if n else 0.0,
+        "invalid_call_rate": invalid / total if total else 0.0,
+        "tool_usage_rate": sum(c > 0 for c in n_calls) / n if n else 0.0,
+    }
+
+
+def summary_row(results: Sequence[tuple[str, Mapping[str, Any]]], teacher: Counter | None) -> dict[str, float | None]:
+    """One method's row of ``summary.json`` from its tool-enabled results, each tagged
+    ``"in_domain"`` or ``"out_of_domain"``: accuracy per domain (macro over benchmarks), the
+    invalid-call and tool-usage rates over all records, and the alignment score of the
+    in-domain tool calls with the teacher's."""
+    acc: dict[str, list[float]] = {"in_domain": [], "out_of_domain": []}
+    student: Counter = Counter()
+    for domain, res in results:
+        acc[domain].append(res["accuracy"])
+        if domain == "in_domain":
+            student.update(t for r in res["records"] for t in r["tool_names"])
+    use = tool_use(r for _, res in results for r in res["records"])
+    some = use["n"] > 0
+    return {
+        "in_domain_accuracy": sum(acc["in_domain"]) / len(acc["in_domain"]) if acc["in_domain"] else None,
+        "out_of_domain_accuracy": sum(acc["out_of_domain"]) / len(acc["out_of_domain"]) if acc["out_of_domain"] else None,
+        "invalid_call_rate": use["invalid_call_rate"] if some else None,
+        "tool_usage_rate": use["tool_usage_rate"] if some else None,
+        "alignment_score": alignment_score(teacher or Counter(), student) if some else None,
+    }
 _INVALID_KEYS = ("invalid_call_rate", "tools/invalid_call_rate", "invalid_tool_call_rate")
 _USAGE_KEYS = ("tool_usage_rate", "tools/usage_rate", "usage_rate")
 
@@ -152,13 +210,11 @@ def teacher_counts(references: str | os.PathLike | None = None, teacher_evals: S
     """The teacher's tool-call counts: from a references file (correct trajectories, as training
     uses them) or from a teacher's math evaluation results."""
     if references is not None:
-        from mentor.references import load_references
-
         return Counter(t for r in load_references(references) for t in r.teacher_tools)
     counts: Counter = Counter()
     found = False
     for e in teacher_evals:
-        if e.get("kind") == "math" and e.get("settings", {}).get("tools", True):
+        if aligns_tools(e):
             found = True
             for r in e["records"]:
                 counts.update(r.get("tool_names") or [])
@@ -176,9 +232,6 @@ def _first(record: Mapping[str, Any], keys: Sequence[str]) -> Any:
 
 
 def analyse(methods: Mapping[str, MethodData], teacher: Counter | None) -> dict[str, Any]:
-    from mentor.analysis.metrics import alignment_score
-    from mentor.tools import MATH_TOOL_NAMES
-
     out: dict[str, Any] = {"methods": {}, "benchmarks": [], "teacher_counts": dict(teacher) if teacher else None}
     benchmarks: list[tuple[str, str]] = []
     for name, md in methods.items():
@@ -196,7 +249,7 @@ def analyse(methods: Mapping[str, MethodData], teacher: Counter | None) -> dict[
         has_math = False
         for e in with_tools.values():
             # the paper's alignment score: the math tools called on the in-domain (math) benchmarks
-            if e.get("kind") == "math" and e.get("domain", "in-domain") == "in-domain":
+            if aligns_tools(e) and e.get("domain", "in-domain") == "in-domain":
                 has_math = True
                 for r in e["records"]:
                     math_counts.update(r.get("tool_names") or [])
@@ -207,17 +260,13 @@ def analyse(methods: Mapping[str, MethodData], teacher: Counter | None) -> dict[
             share_diff = {t: 100 * (math_counts[t] / ss - teacher[t] / ts) for t in MATH_TOOL_NAMES}
         effect = {b: (without[b]["accuracy"], with_tools[b]["accuracy"]) for b in with_tools if b in without}
         calls = {"in-domain": [], "out-of-domain": []}
-        tool_use = {}
+        tool_use_by_bench = {}
         for b, e in with_tools.items():
-            n_calls = [int(r.get("num_tool_calls", len(r.get("tool_names") or []))) for r in e["records"]]
-            calls.setdefault(e.get("domain", "in-domain"), []).extend(n_calls)
-            total = sum(n_calls)
-            invalid = sum(int(r.get("invalid_calls", 0)) for r in e["records"])
-            tool_use[b] = {
-                "calls_per_question": total / len(n_calls) if n_calls else 0.0,
-                "invalid_call_rate": invalid / total if total else 0.0,
-                "tool_usage_rate": sum(c > 0 for c in n_calls) / len(n_calls) if n_calls else 0.0,
-            }
+            calls.setdefault(e.get("domain", "in-domain"), []).extend(
+                int(r.get("num_tool_calls", len(r.get("tool_names") or []))) for r in e["records"]
+            )
+            use = tool_use(e["records"])
+            tool_use_by_bench[b] = {k: use[k] for k in ("calls_per_question", "invalid_call_rate", "tool_usage_rate")}
         series = {"invalid_call_rate": [], "tool_usage_rate": []}
         for r in md.train_log:
             for key, keys in (("invalid_call_rate", _INVALID_KEYS), ("tool_usage_rate", _USAGE_KEYS)):
@@ -232,7 +281,7 @@ def analyse(methods: Mapping[str, MethodData], teacher: Counter | None) -> dict[
             "tool_difference": share_diff,
             "tool_effect": effect,
             "calls_per_question": calls,
-            "tool_use": tool_use,
+            "tool_use": tool_use_by_bench,
             "train": series,
         }
     out["benchmarks"] = benchmarks
@@ -322,13 +371,42 @@ def build_report(
     The PNGs go to ``out_dir/plots_dir``; ``summary`` (method -> metric -> value, as ``mentor run``
     writes to ``summary.json``) is shown first when given.
     """
-    from mentor.analysis import plots
-    from mentor.tools import MATH_TOOL_NAMES
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figdir = out / plots_dir
     figdir.mkdir(parents=True, exist_ok=True)
+    data = _gather(methods, train_logs, runs)
+    tcounts = teacher_counts(references, _teacher_evals(teacher, data))
+    numbers = analyse(data, tcounts)
+    notes: list[str] = []
+    if not data:
+        notes.append("No evaluation results or training logs were found.")
+    if tcounts is None:
+        notes.append("No teacher tool distribution (pass a references file or a teacher eval run): Fig. 3 and 4 are empty.")
+    figs = _figures(figdir, numbers["methods"], tcounts, notes)
+    tables = _tables(numbers)
+    if summary:
+        keys = list(next(iter(summary.values())).keys())
+        rows = [[m, *("-" if v.get(k) is None else f"{v[k]:.3f}" for k in keys)] for m, v in summary.items()]
+        tables.insert(0, ("Summary (summary.json)", ["method", *(k.replace("_", " ") for k in keys)], rows))
+    sources = sorted({e.get("_path", e.get("benchmark")) for md in data.values() for e in md.evals})
+    page = _Page(title, list(numbers["methods"]), notes, tables, {k: _rel(p, out) for k, p in figs.items()})
+    (out / "report.md").write_text(page.markdown(sources), encoding="utf-8")
+    (out / "report.html").write_text(page.html(), encoding="utf-8")
+    write_json(out / "report.json", {**numbers, "notes": notes, "sources": sources, "figures": page.figures})
+    return {
+        "markdown": out / "report.md",
+        "html": out / "report.html",
+        "json": out / "report.json",
+        "figures": figs,
+        "notes": notes,
+        "numbers": numbers,
+    }
+
+
+def _gather(methods: Mapping[str, Any] | None, train_logs: Mapping[str, Any] | None,
+            runs: Sequence[str | os.PathLike]) -> dict[str, MethodData]:
+    """Every method's evaluations and training log, from run directories, specs and logs."""
     data: dict[str, MethodData] = dict(collect_runs(runs)) if runs else {}
     for name, spec in (methods or {}).items():
         md = _as_method(name, spec)
@@ -341,21 +419,20 @@ def build_report(
         md = data.setdefault(name, MethodData(name, preset=name))
         md.train_log.extend(list(log) if isinstance(log, list) else load_train_log(log))
         md.preset = md.preset or name
-    teacher_evals: list[Mapping[str, Any]] = []
+    return data
+
+
+def _teacher_evals(teacher: str | Sequence[Any] | None, data: Mapping[str, MethodData]) -> list[Mapping[str, Any]]:
     if teacher is not None:
         items = [teacher] if isinstance(teacher, str | os.PathLike | Mapping) else list(teacher)
-        teacher_evals = [t if isinstance(t, Mapping) else load_eval(t) for t in items]
-    elif "teacher" in data:
-        teacher_evals = data["teacher"].evals
-    tcounts = teacher_counts(references, teacher_evals)
-    numbers = analyse(data, tcounts)
-    notes: list[str] = []
-    if not data:
-        notes.append("No evaluation results or training logs were found.")
-    if tcounts is None:
-        notes.append("No teacher tool distribution (pass a references file or a teacher eval run): Fig. 3 and 4 are empty.")
+        return [t if isinstance(t, Mapping) else load_eval(t) for t in items]
+    return data["teacher"].evals if "teacher" in data else []
 
-    ms = numbers["methods"]
+
+def _figures(figdir: Path, ms: Mapping[str, Any], tcounts: Counter | None, notes: list[str]) -> dict[str, Path]:
+    """Draw Fig. 1, 3-7 into ``figdir``; append a note for each figure left empty."""
+    from mentor.analysis import plots
+
     figs: dict[str, Path] = {}
     effect = {m: d["tool_effect"] for m, d in ms.items() if d["tool_effect"]}
     figs["fig1"] = plots.tool_effect(figdir / FIGURES["fig1"], effect)
@@ -380,52 +457,52 @@ def build_report(
     figs["fig7"] = plots.over_steps(figdir / FIGURES["fig7"], use, "tool-usage rate", "Tool-usage rate over training (Fig. 7)")
     if not inv and not use:
         notes.append("Fig. 6/7 need training logs (metrics.jsonl with invalid_call_rate / tool_usage_rate per step).")
+    return figs
 
-    tables = _tables(numbers)
-    if summary:
-        keys = list(next(iter(summary.values())).keys())
-        rows = [[m, *("-" if v.get(k) is None else f"{v[k]:.3f}" for k in keys)] for m, v in summary.items()]
-        tables.insert(0, ("Summary (summary.json)", ["method", *(k.replace("_", " ") for k in keys)], rows))
-    captions = {
-        "fig1": "Tool effect: accuracy with and without tools (Fig. 1).",
-        "fig3": "In-domain (math) accuracy vs alignment score with the teacher's tool distribution (Fig. 3).",
-        "fig4": "Per-tool share of calls, student minus teacher, in points (Fig. 4).",
-        "fig5": "Tool calls per question, in-domain and out-of-domain (Fig. 5).",
-        "fig6": "Invalid tool-call rate over training steps per reward preset (Fig. 6).",
-        "fig7": "Tool-usage rate over training steps per reward preset (Fig. 7).",
-    }
-    sources = sorted({e.get("_path", e.get("benchmark")) for md in data.values() for e in md.evals})
-    md_parts = [f"# {title}\n", f"Methods: {', '.join(ms) or 'none'}.\n"]
-    if notes:
-        md_parts.append("**Notes**\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
-    for cap, header, rows in tables:
-        md_parts.append(f"## {cap}\n\n{_md_table(header, rows)}")
-    md_parts.append("## Figures\n")
-    for k, p in figs.items():
-        md_parts.append(f"### {captions[k]}\n\n![{k}]({_rel(p, out)})\n")
-    md_parts.append("## Sources\n\n" + "\n".join(f"- `{s}`" for s in sources) + "\n")
-    md_text = "\n".join(md_parts)
-    (out / "report.md").write_text(md_text, encoding="utf-8")
 
-    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
-         "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}img{max-width:100%}</style></head><body>",
-         f"<h1>{html.escape(title)}</h1><p>Methods: {html.escape(', '.join(ms) or 'none')}.</p>"]
-    if notes:
-        h.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    for cap, header, rows in tables:
-        h.append(f"<h2>{html.escape(cap)}</h2>{_html_table(header, rows)}")
-    h.append("<h2>Figures</h2>")
-    for k, p in figs.items():
-        h.append(f"<h3>{html.escape(captions[k])}</h3><img src='{_rel(p, out)}' alt='{k}'>")
-    h.append("</body></html>")
-    (out / "report.html").write_text("\n".join(h), encoding="utf-8")
-    write_json(out / "report.json", {**numbers, "notes": notes, "sources": sources, "figures": {k: _rel(p, out) for k, p in figs.items()}})
-    return {
-        "markdown": out / "report.md",
-        "html": out / "report.html",
-        "json": out / "report.json",
-        "figures": figs,
-        "notes": notes,
-        "numbers": numbers,
-    }
+CAPTIONS = {
+    "fig1": "Tool effect: accuracy with and without tools (Fig. 1).",
+    "fig3": "In-domain (math) accuracy vs alignment score with the teacher's tool distribution (Fig. 3).",
+    "fig4": "Per-tool share of calls, student minus teacher, in points (Fig. 4).",
+    "fig5": "Tool calls per question, in-domain and out-of-domain (Fig. 5).",
+    "fig6": "Invalid tool-call rate over training steps per reward preset (Fig. 6).",
+    "fig7": "Tool-usage rate over training steps per reward preset (Fig. 7).",
+}
+
+
+@dataclass
+class _Page:
+    """The report's content, rendered as Markdown and as HTML."""
+
+    title: str
+    methods: list[str]
+    notes: list[str]
+    tables: list[tuple[str, list[str], list[list[str]]]]
+    figures: dict[str, str]  # fig key -> path relative to the report
+
+    def markdown(self, sources: Sequence[Any]) -> str:
+        parts = [f"# {self.title}\n", f"Methods: {', '.join(self.methods) or 'none'}.\n"]
+        if self.notes:
+            parts.append("**Notes**\n\n" + "\n".join(f"- {n}" for n in self.notes) + "\n")
+        for cap, header, rows in self.tables:
+            parts.append(f"## {cap}\n\n{_md_table(header, rows)}")
+        parts.append("## Figures\n")
+        for k, p in self.figures.items():
+            parts.append(f"### {CAPTIONS[k]}\n\n![{k}]({p})\n")
+        parts.append("## Sources\n\n" + "\n".join(f"- `{s}`" for s in sources) + "\n")
+        return "\n".join(parts)
+
+    def html(self) -> str:
+        h = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}img{max-width:100%}</style></head><body>",
+             f"<h1>{html.escape(self.title)}</h1><p>Methods: {html.escape(', '.join(self.methods) or 'none')}.</p>"]
+        if self.notes:
+            h.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>")
+        for cap, header, rows in self.tables:
+            h.append(f"<h2>{html.escape(cap)}</h2>{_html_table(header, rows)}")
+        h.append("<h2>Figures</h2>")
+        for k, p in self.figures.items():
+            h.append(f"<h3>{html.escape(CAPTIONS[k])}</h3><img src='{p}' alt='{k}'>")
+        h.append("</body></html>")
+        return "\n".join(h)

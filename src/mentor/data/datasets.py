@@ -22,7 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mentor.answers import extract_boxed
+from mentor.data.synthetic import generate
 from mentor.io import DataError, read_jsonl
+from mentor.prompts import clean_question
 
 Task = Literal["math", "qa"]
 
@@ -49,8 +52,6 @@ class Question:
 
 
 def synthetic_questions(split: str = "train", n: int | None = None, seed: int = 0) -> list[Question]:
-    from mentor.data.synthetic import generate
-
     return [
         Question(id=p.id, question=p.question, answer=p.answer, task="math", meta=p.meta())
         for p in generate(split, 200 if n is None else n, seed)
@@ -78,8 +79,6 @@ def _answer_text(value: Any, fieldname: str, path, line) -> tuple[str, list[str]
         raise DataError(path, line, f"expected a string or number, got {type(value).__name__}", fieldname)
     text = str(value).strip()
     if fieldname == "solution":
-        from mentor.answers import extract_boxed
-
         boxed = extract_boxed(text)
         if boxed is None:
             raise DataError(path, line, "the solution has no \\boxed{} answer", fieldname)
@@ -98,8 +97,6 @@ def records_to_questions(
     id_prefix: str | None = None,
 ) -> list[Question]:
     """``(line, dict)`` pairs -> questions, with errors naming ``path``/line/field."""
-    from mentor.prompts import clean_question
-
     prefix = id_prefix or Path(str(path)).stem
     out: list[Question] = []
     seen: set[str] = set()

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mentor.tools.executor import execute_local
+from mentor.tools.executor import execute_local, format_result
 
 SPLITS = ("train", "test", "ood")
 IN_DOMAIN_TOOLS = ("add", "subtract", "multiply", "divide", "sum_numbers", "round_number", "floor")
@@ -67,8 +67,6 @@ class _Plan:
 
 
 def _fmt(x: int | float) -> str:
-    from mentor.tools.executor import format_result
-
     return format_result(x)
 
 

@@ -1,17 +1,17 @@
-"""Evaluation: benchmarks (math, synthetic, retrieval QA, BFCL), the evaluator and its results."""
+"""Evaluation: benchmarks (resolved through the task registry), the evaluator and its results."""
 
 from mentor.eval.benchmarks import Benchmark, Item, benchmark_names, load_benchmark
-from mentor.eval.runner import evaluate, evaluate_many, macro_summary, make_generator, result_filename, summarize
+from mentor.eval.runner import evaluate, macro_summary, result_filename, result_name
+from mentor.generation import make_generator
 
 __all__ = [
     "Benchmark",
     "Item",
     "benchmark_names",
     "evaluate",
-    "evaluate_many",
     "load_benchmark",
     "macro_summary",
     "make_generator",
     "result_filename",
-    "summarize",
+    "result_name",
 ]

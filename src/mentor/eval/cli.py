@@ -35,7 +35,8 @@ def eval_command(
     from rich.console import Console
 
     from mentor.eval.benchmarks import load_benchmark
-    from mentor.eval.runner import evaluate, macro_summary, make_generator
+    from mentor.eval.runner import evaluate, macro_summary
+    from mentor.generation import make_generator
     from mentor.io import DataError
 
     console = Console(stderr=True, soft_wrap=True)
@@ -67,7 +68,7 @@ def eval_command(
 
 
 def result_filename_for(benchmark: str, no_tools: bool) -> str:
-    from mentor.eval.runner import result_filename
+    from mentor.eval.runner import result_name
 
     name = Path(benchmark).stem if Path(benchmark).suffix in (".jsonl", ".json") else benchmark
-    return result_filename({"benchmark": name, "settings": {"tools": not no_tools}})
+    return result_name(name, not no_tools)

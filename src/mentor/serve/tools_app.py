@@ -6,7 +6,7 @@
 (ReCall-compatible: ``{"env", "call", "timeout"}`` -> ``{"ok", "output", "result", "error",
 "timed_out", ...}``) run in sandboxed worker processes (``mentor.serve.sandbox``).
 
-``/call`` and ``/batch`` run ``mentor.tools.execute_local``: the registry is the one
+``/call`` and ``/batch`` run the registry's tools in-process (a ``mentor.tools.Executor``): the registry is the one
 definition of every tool, so the server and in-process execution answer identically. An
 invalid tool call is an answer (``ok: false`` with the executor's message); on ``/call`` its
 status is 404 (unknown tool) or 422 (invalid arguments or an execution error), so that plain
@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, StrictStr
 
 from mentor.serve.common import DEFAULT_MAX_BODY, error_response, harden
 from mentor.serve.sandbox import SandboxBusy, SandboxLimits, SandboxPool
-from mentor.tools import ALL_TOOLS, Observation, execute_local, schemas, set_search_backend
+from mentor.tools import ALL_TOOLS, Executor, Observation, schemas
 
 #: The most calls one ``/batch`` request may carry.
 MAX_BATCH = 4096
@@ -64,10 +64,10 @@ class ExecuteResult(BaseModel):
     duration: float = 0.0
 
 
-async def _execute(name: str, arguments: Any) -> Observation:
+async def _execute(executor: Executor, name: str, arguments: Any) -> Observation:
     if name in _BLOCKING_TOOLS:
-        return await run_in_threadpool(execute_local, name, arguments)
-    return execute_local(name, arguments)
+        return await run_in_threadpool(executor.execute, name, arguments)
+    return executor.execute(name, arguments)
 
 
 def create_tools_app(
@@ -81,9 +81,7 @@ def create_tools_app(
 ) -> FastAPI:
     """The FastAPI app of the tool server. ``retriever_url`` (or ``$MENTOR_RETRIEVER_URL``)
     points ``wikipedia_search`` at a ``mentor serve retriever``."""
-    retriever_url = retriever_url or os.environ.get("MENTOR_RETRIEVER_URL")
-    if retriever_url:
-        set_search_backend(retriever_url)
+    executor = Executor(search=retriever_url or os.environ.get("MENTOR_RETRIEVER_URL") or None)  # in-process tools
     pool = SandboxPool(workers, limits) if enable_execute else None
 
     @asynccontextmanager
@@ -123,7 +121,7 @@ def create_tools_app(
                    422: {"model": CallResult, "description": "invalid call"}},
     )
     async def call(req: CallRequest) -> JSONResponse:
-        obs = await _execute(req.name, req.arguments)
+        obs = await _execute(executor, req.name, req.arguments)
         status = 200 if obs.ok else (404 if req.name not in ALL_TOOLS else 422)
         return JSONResponse(status_code=status, content=obs.to_dict())
 
@@ -131,18 +129,8 @@ def create_tools_app(
     async def batch(
         calls: Annotated[list[CallRequest], Body(max_length=MAX_BATCH, description="Calls, answered in order.")],
     ) -> list[dict[str, Any]]:
-        results: list[Observation | None] = [None] * len(calls)
-        pending = []
-        for i, c in enumerate(calls):
-            if c.name in _BLOCKING_TOOLS:
-                pending.append((i, run_in_threadpool(execute_local, c.name, c.arguments)))
-            else:
-                results[i] = execute_local(c.name, c.arguments)
-        if pending:
-            done = await asyncio.gather(*(p for _, p in pending))
-            for (i, _), obs in zip(pending, done, strict=True):
-                results[i] = obs
-        return [r.to_dict() for r in results if r is not None]
+        results = await asyncio.gather(*(_execute(executor, c.name, c.arguments) for c in calls))
+        return [r.to_dict() for r in results]
 
     @app.post("/execute", response_model=ExecuteResult, responses={404: {}, 429: {}})
     async def execute_code(req: ExecuteRequest) -> Any:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mentor.data.datasets import Question
+from mentor.generation.loop import Rollout
 
 
 @dataclass
@@ -20,6 +21,10 @@ class TeacherOutput:
     tokens: int = 0
     truncated: bool = False
     seconds: float = 0.0
+
+    @classmethod
+    def from_rollout(cls, r: Rollout) -> TeacherOutput:
+        return cls(messages=r.completion, turns=r.turns, tokens=r.generated_tokens, truncated=r.truncated, seconds=r.seconds)
 
 
 class Teacher(Protocol):

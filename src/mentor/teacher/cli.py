@@ -52,32 +52,31 @@ def teach(
     failures) and OUT.summary.json. Re-running the same command resumes where it stopped.
     """
     from rich.console import Console
-    from rich.table import Table
 
     from mentor.data import load_questions
     from mentor.io import DataError
     from mentor.teacher.factory import make_teacher
     from mentor.teacher.generate import generate_references, rejected_path
-    from mentor.tools import set_tool_server
+    from mentor.tools import Executor
 
     console = Console()
     err = Console(stderr=True, soft_wrap=True)
     config = {k: (str(v.value) if isinstance(v, Enum) else str(v) if isinstance(v, Path) else v) for k, v in locals().items()
-              if k not in ("console", "err", "Console", "Table") and not callable(v)}
+              if k not in ("console", "err", "Console") and not callable(v)}
     try:
         body = json.loads(extra_body) if extra_body else None
     except json.JSONDecodeError as e:
         raise typer.BadParameter(f"not valid JSON: {e.msg}", param_hint="--extra-body") from None
     if task not in (None, "math", "qa"):
         raise typer.BadParameter("choose math or qa", param_hint="--task")
-    set_tool_server(tool_server)
     try:
         questions = load_questions(dataset, split=split, n=n, seed=seed, question_field=question_field,
                                    answer_field=answer_field, task=task)
         backend = make_teacher(teacher.value, model=model, base_url=base_url, api_key_env=api_key_env,
                                concurrency=concurrency, timeout=timeout, retries=retries, backoff=backoff,
                                max_turns=max_turns, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                               seed=seed, extra_body=body, system=system, batch_size=batch_size, dtype=dtype)
+                               seed=seed, extra_body=body, system=system, batch_size=batch_size, dtype=dtype,
+                               executor=Executor(tool_server=tool_server))
         summary = generate_references(questions, backend, out, keep_all=keep_all, retry_failed=retry_failed,
                                       progress=progress, config=config, seed=seed)
     except (DataError, ValueError) as e:
@@ -92,7 +91,18 @@ def teach(
             raise typer.Exit(2) from None
         raise
 
-    table = Table(title=f"mentor teach ({teacher.value}) -> {out}")
+    _print_summary(console, summary, f"mentor teach ({teacher.value}) -> {out}", out)
+    if summary.done and summary.failed == summary.done:
+        err.print("[red]every request failed; see the error field in[/red] " + str(rejected_path(out)))
+        raise typer.Exit(1)
+
+
+def _print_summary(console, summary, title: str, out: Path) -> None:
+    from rich.table import Table
+
+    from mentor.teacher.generate import rejected_path
+
+    table = Table(title=title)
     table.add_column("count")
     table.add_column("value", justify="right")
     rows = [
@@ -106,6 +116,3 @@ def teach(
     for k, v in rows:
         table.add_row(k, str(v))
     console.print(table)
-    if summary.done and summary.failed == summary.done:
-        err.print("[red]every request failed; see the error field in[/red] " + str(rejected_path(out)))
-        raise typer.Exit(1)

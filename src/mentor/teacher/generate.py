@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mentor.answers import math_equal, qa_exact_match
 from mentor.data.datasets import Question
 from mentor.io import DataError, append_jsonl, read_jsonl, repair_jsonl, run_metadata, write_json
+from mentor.progress import ProgressBar
 from mentor.references import Reference
+from mentor.tasks import get_task
 from mentor.teacher.base import Teacher, TeacherOutput
 from mentor.trajectory import Trajectory
 
@@ -112,12 +113,8 @@ def build_reference(q: Question, out: TeacherOutput, teacher: dict[str, Any]) ->
     elif answer is None:
         failure = "no_answer"
         error = "no final \\boxed{} answer" + (f" (stopped by max_turns after {out.turns} turns)" if out.truncated else "")
-    if answer is None:
-        correct = False
-    elif q.task == "qa":
-        correct = qa_exact_match(answer, q.golds)
-    else:
-        correct = math_equal(answer, q.answer)
+    task = get_task(q.task)
+    correct = answer is not None and task.score(answer, task.gold(q))
     meta: dict[str, Any] = {
         "turns": out.turns,
         "tokens": out.tokens,
@@ -179,8 +176,6 @@ def generate_references(
     families: Counter[str] = Counter()
     if todo:
         teacher.check(todo)
-    from mentor.progress import ProgressBar
-
     backend = identity.get("backend", "teacher")
     bar = ProgressBar(len(questions), f"teach [{backend}]", progress, completed=summary.skipped, unit="refs") if progress else None
     t0 = time.perf_counter()

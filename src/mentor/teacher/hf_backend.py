@@ -1,5 +1,6 @@
-"""Local transformers teacher: ``mentor.rollout.HFGenerator`` (batched generation) driven by
-``mentor.rollout.rollout`` (the multi-turn tool loop), a chunk of questions at a time so every
+"""Local transformers teacher: ``mentor.generation.HFGenerator`` (batched generation) driven by
+``mentor.generation.rollout`` (the multi-turn tool loop, tool calls run by the teacher's
+``Executor``), a chunk of questions at a time so every
 finished chunk is written (and survives a kill) before the next starts."""
 
 from __future__ import annotations
@@ -8,8 +9,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mentor.data.datasets import Question
-from mentor.rollout import Sampling
+from mentor.generation.hf import HFGenerator
+from mentor.generation.loop import Sampling, rollout
+from mentor.models import check_tool_template, load_tokenizer, resolve_model
+from mentor.prompts import build_messages
+from mentor.tasks import get_task
 from mentor.teacher.base import TeacherOutput
+from mentor.tools.executor import LOCAL, Executor
 
 
 class HFTeacher:
@@ -23,9 +29,9 @@ class HFTeacher:
         batch_size: int = 8,
         dtype: str = "float32",
         system: str | None = None,
+        executor: Executor = LOCAL,
     ):
-        from mentor.models import resolve_model
-
+        self.executor = executor
         self.model_name = model
         self.model_path = resolve_model(model)
         self.sampling, self.max_turns, self.batch_size, self.dtype, self.system = sampling, max_turns, batch_size, dtype, system
@@ -47,14 +53,9 @@ class HFTeacher:
         return out | ({"system": self.system} if self.system else {})
 
     def check(self, questions: Sequence[Question]) -> None:
-        from mentor.models import check_tool_template, load_tokenizer
-
         check_tool_template(load_tokenizer(self.model_path), where=self.model_path)
 
     def run(self, questions: Sequence[Question], on_result: Callable[[Question, TeacherOutput], None]) -> None:
-        from mentor.prompts import TASK_TOOLS, build_messages
-        from mentor.rollout import HFGenerator, rollout
-
         if self._generator is None:
             self._generator = HFGenerator.from_name(self.model_path, batch_size=self.batch_size, dtype=self.dtype)
         for task in sorted({q.task for q in questions}):
@@ -64,16 +65,11 @@ class HFTeacher:
                 states = rollout(
                     self._generator,
                     [build_messages(q.question, self.system) for q in chunk],
-                    tools=TASK_TOOLS[task],
+                    tools=get_task(task).toolset,
                     max_turns=self.max_turns,
                     sampling=self.sampling,
                     progress=False,
+                    executor=self.executor,
                 )
                 for q, st in zip(chunk, states, strict=True):
-                    on_result(
-                        q,
-                        TeacherOutput(
-                            messages=st.completion, turns=st.turns, tokens=st.generated_tokens,
-                            truncated=st.truncated, seconds=st.seconds,
-                        ),
-                    )
+                    on_result(q, TeacherOutput.from_rollout(st))

@@ -1,15 +1,9 @@
 """Tools: the registry (one definition per tool), the executor, callables and backends."""
 
 from mentor.tools.callables import callables, make_callable
-from mentor.tools.executor import (
-    Observation,
-    bind_arguments,
-    execute,
-    execute_local,
-    format_result,
-    get_tool_server,
-    set_tool_server,
-)
+from mentor.tools.errors import ToolError
+from mentor.tools.executor import LOCAL, Executor, execute
+from mentor.tools.local import Observation, bind_arguments, execute_local, format_result
 from mentor.tools.registry import (
     ALL_TOOLS,
     MATH_TOOL_NAMES,
@@ -17,37 +11,37 @@ from mentor.tools.registry import (
     SEARCH_TOOL,
     TOOLSETS,
     Param,
-    ToolError,
     ToolSpec,
     get_tool,
     schemas,
     toolset,
 )
-from mentor.tools.search import InMemoryBM25, Passage, get_search_backend, set_search_backend
+from mentor.tools.search import HTTPSearch, InMemoryBM25, Passage, SearchBackend, TopK
 
 __all__ = [
     "ALL_TOOLS",
+    "LOCAL",
     "MATH_TOOLS",
     "MATH_TOOL_NAMES",
     "SEARCH_TOOL",
     "TOOLSETS",
+    "Executor",
+    "HTTPSearch",
     "InMemoryBM25",
     "Observation",
     "Param",
     "Passage",
+    "SearchBackend",
     "ToolError",
     "ToolSpec",
+    "TopK",
     "bind_arguments",
     "callables",
     "execute",
     "execute_local",
     "format_result",
-    "get_search_backend",
     "get_tool",
-    "get_tool_server",
     "make_callable",
     "schemas",
-    "set_search_backend",
-    "set_tool_server",
     "toolset",
 ]

@@ -2,9 +2,9 @@
 
 Each has the tool's name, a typed signature and a Google-style docstring, so that
 ``transformers.utils.get_json_schema`` (used by chat templates and TRL's
-``GRPOTrainer(tools=...)``) renders exactly the registry's schema. A call goes through
-``execute`` (in-process or the tool server); an invalid call raises ``ToolError`` so that
-TRL records it as ``{"error": ...}`` in the tool turn.
+``GRPOTrainer(tools=...)``) renders exactly the registry's schema. A call goes through the
+``Executor`` the callable was built with (in-process or the tool server); an invalid call raises
+``ToolError`` so that TRL records it as ``{"error": ...}`` in the tool turn.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 
-from mentor.tools.executor import execute
+from mentor.tools.executor import LOCAL, Executor
 from mentor.tools.registry import ToolError, ToolSpec, toolset
 
 
-def make_callable(spec: ToolSpec) -> Callable[..., str]:
+def make_callable(spec: ToolSpec, executor: Executor = LOCAL) -> Callable[..., str]:
+    """The callable of one tool, executing through ``executor``."""
+
     def tool(**kwargs) -> str:
-        obs = execute(spec.name, kwargs)
+        obs = executor.execute(spec.name, kwargs)
         if not obs.ok:
             raise ToolError(obs.error)
         return obs.content
@@ -40,6 +42,6 @@ def make_callable(spec: ToolSpec) -> Callable[..., str]:
     return tool
 
 
-def callables(tools: str | Sequence[str | ToolSpec] = "math") -> list[Callable[..., str]]:
-    """The callables for a tool set (``"math"``, ``"search"`` or names)."""
-    return [make_callable(t) for t in toolset(tools)]
+def callables(tools: str | Sequence[str | ToolSpec] = "math", executor: Executor = LOCAL) -> list[Callable[..., str]]:
+    """The callables for a tool set (``"math"``, ``"search"`` or names), bound to ``executor``."""
+    return [make_callable(t, executor) for t in toolset(tools)]

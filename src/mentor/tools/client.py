@@ -1,9 +1,8 @@
 """HTTP client of the tool execution server (``mentor serve tools``), pooled with httpx.
 
 ``call_remote(url, name, arguments)`` makes one call (``POST /call``); ``call_remote_batch(url,
-calls)`` sends many in one request (``POST /batch``) and returns their observations in order;
-``execute_batch(calls)`` does the same through the configured server, or in-process when none
-is set. A token for a server started with ``--token`` is read from ``$MENTOR_TOOL_TOKEN``.
+calls)`` sends many in one request (``POST /batch``) and returns their observations in order.
+``mentor.tools.Executor(tool_server=url)`` is the usual way in. A token for a server started with ``--token`` is read from ``$MENTOR_TOOL_TOKEN``.
 Transport failures become ``ok=False`` observations: nothing raises out of these functions.
 """
 
@@ -14,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from mentor.tools.executor import Observation, execute_local, get_tool_server
+from mentor.tools.local import Observation, execute_local
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
@@ -99,11 +98,3 @@ def call_remote_batch(url: str, calls: Sequence[tuple[Any, Any]], chunk: int = 1
                 out[i] = Observation(ok=bool(item["ok"]), content=str(item.get("content", "")),
                                      error=item.get("error"))
     return [o if o is not None else Observation.failure("no result") for o in out]
-
-
-def execute_batch(calls: Sequence[tuple[Any, Any]]) -> list[Observation]:
-    """Execute many calls: one ``/batch`` request when a tool server is set, else in-process."""
-    url = get_tool_server()
-    if url:
-        return call_remote_batch(url, calls)
-    return [execute_local(n, a) for n, a in calls]

@@ -1,183 +1,86 @@
-"""Execute tool calls: ``execute(name, arguments) -> Observation``. Nothing raises out of it.
+"""The ``Executor``: where tool calls go, passed explicitly to everything that runs tools.
 
-Arguments are checked against the tool's ``ToolSpec`` (unknown tool, missing, extra and
-mistyped arguments), numbers are coerced (JSON numbers; strings that spell a finite number
-are accepted, as calculator servers do; anything else is invalid), the implementation runs,
-and its result is checked (finite, not absurdly large) and formatted.
+An executor carries three things -- a tool server URL (``mentor serve tools``; ``None``: run in
+this process), a search backend for ``wikipedia_search`` (in-process BM25, a retriever server, or
+none) and the tools a conversation may call (``None``: every registered tool). Rollouts, the
+evaluator, the teacher and TRL's tool callables all take one; nothing is routed process-wide, so
+threads with different executors do not interfere.
 
-Execution is in-process by default. ``set_tool_server(url)`` routes every call through the
-HTTP tool server instead (``mentor serve tools``), which is what the paper does.
+    ex = Executor(search=InMemoryBM25(passages)).allowing("search")
+    ex.execute("wikipedia_search", {"query": "Paris"})     # -> Observation
+
+``execute(name, arguments, executor=None)`` is the same call with the in-process default.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from mentor.tools.registry import ALL_TOOLS, MAX_ABS_RESULT, Param, ToolError, ToolSpec
+from mentor.tools.client import call_remote, call_remote_batch
+from mentor.tools.local import Observation, bind_arguments, execute_local, format_result
+from mentor.tools.registry import ToolSpec, toolset
+from mentor.tools.search import HTTPSearch, SearchBackend
+
+__all__ = ["Executor", "Observation", "bind_arguments", "execute", "execute_local", "format_result"]
 
 
 @dataclass(frozen=True)
-class Observation:
-    """The result of one tool call."""
+class Executor:
+    """Tool server or in-process, a search backend and the allowed tools (see the module doc)."""
 
-    ok: bool
-    content: str
-    error: str | None = None
+    tool_server: str | None = None
+    search: SearchBackend | None = None
+    tools: frozenset[str] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        if self.tool_server:
+            object.__setattr__(self, "tool_server", self.tool_server.rstrip("/"))
+        if isinstance(self.search, str):  # a retriever server's URL
+            object.__setattr__(self, "search", HTTPSearch(self.search))
+        if self.tools is not None and not isinstance(self.tools, frozenset):
+            object.__setattr__(self, "tools", frozenset(self.tools))
 
-    def as_message_content(self) -> str:
-        """What the model sees in the tool turn: the result, or ``{"error": ...}``."""
-        return self.content if self.ok else json.dumps({"error": self.error})
+    def allowing(self, tools: str | Iterable[str | ToolSpec] | None) -> Executor:
+        """A copy that accepts only ``tools`` (a tool set name such as ``"math"``, or names/specs)."""
+        if tools is None:
+            return replace(self, tools=None)
+        return replace(self, tools=frozenset(t.name for t in toolset(tools)))  # type: ignore[arg-type]
 
-    @classmethod
-    def failure(cls, error: str) -> Observation:
-        return cls(ok=False, content="", error=error)
+    def _refusal(self, name: Any) -> Observation | None:
+        if self.tools is not None and name not in self.tools:
+            return Observation.failure(f"tool {name!r} is not available; available: {', '.join(sorted(self.tools))}")
+        return None
 
+    def execute(self, name: Any, arguments: Any) -> Observation:
+        """Execute one call; invalid or refused calls give ``ok=False``. Never raises."""
+        refused = self._refusal(name)
+        if refused is not None:
+            return refused
+        if self.tool_server:
+            return call_remote(self.tool_server, name, arguments)
+        return execute_local(name, arguments, search=self.search)
 
-_NUMBER_RE = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
-_INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
+    def execute_many(self, calls: Sequence[tuple[Any, Any]]) -> list[Observation]:
+        """Many ``(name, arguments)`` calls, in order: one ``/batch`` request with a tool server."""
+        if not self.tool_server:
+            return [self.execute(n, a) for n, a in calls]
+        out: list[Observation | None] = [self._refusal(n) for n, _ in calls]
+        send = [i for i, o in enumerate(out) if o is None]
+        for i, obs in zip(send, call_remote_batch(self.tool_server, [calls[i] for i in send]), strict=True):
+            out[i] = obs
+        return out  # type: ignore[return-value]
 
-
-def _number(value: Any, where: str) -> int | float:
-    if isinstance(value, bool):
-        raise ToolError(f"{where} must be a number, got a boolean ({json.dumps(value)})")
-    if isinstance(value, int):
-        if abs(value) > MAX_ABS_RESULT:
-            raise ToolError(f"{where} is too large")
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ToolError(f"{where} must be a finite number, got {value}")
-        if abs(value) > MAX_ABS_RESULT:
-            raise ToolError(f"{where} is too large")
-        return value
-    if isinstance(value, str):
-        if len(value) <= 64 and _NUMBER_RE.match(value):
-            return _number(int(value) if _INT_RE.match(value) else float(value), where)
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        raise ToolError(f"{where} must be a number, got the non-numeric string {shown!r}")
-    raise ToolError(f"{where} must be a number, got {type(value).__name__}")
-
-
-def _coerce(param: Param, value: Any, tool: str) -> Any:
-    where = f"argument {param.name!r} of {tool}"
-    if param.type == "number":
-        return _number(value, where)
-    if param.type == "integer":
-        number = _number(value, where)
-        if isinstance(number, float):
-            if not number.is_integer():
-                raise ToolError(f"{where} must be an integer, got {number}")
-            number = int(number)
-        return number
-    if param.type == "string":
-        if not isinstance(value, str):
-            raise ToolError(f"{where} must be a string, got {type(value).__name__}")
-        return value
-    if param.type == "array":
-        if not isinstance(value, list | tuple):
-            raise ToolError(f"{where} must be an array, got {type(value).__name__}")
-        if param.items == "number":
-            return [_number(v, f"element {i} of {where}") for i, v in enumerate(value)]
-        return list(value)
-    raise ToolError(f"unsupported parameter type {param.type!r}")  # pragma: no cover
+    def describe(self) -> dict[str, Any]:
+        """What a run records about where its tool calls went."""
+        return {"tool_server": self.tool_server, "search": type(self.search).__name__ if self.search else None}
 
 
-def bind_arguments(spec: ToolSpec, arguments: Any) -> dict[str, Any]:
-    """Check and coerce ``arguments`` for ``spec``; raise ``ToolError`` with a clear message."""
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as e:
-            raise ToolError(f"arguments of {spec.name} are not valid JSON: {e.msg}") from None
-    if arguments is None:
-        arguments = {}
-    if not isinstance(arguments, dict):
-        raise ToolError(
-            f"arguments of {spec.name} must be a JSON object, got {type(arguments).__name__}"
-        )
-    known = {p.name: p for p in spec.parameters}
-    extra = [k for k in arguments if k not in known]
-    if extra:
-        raise ToolError(
-            f"unexpected argument(s) {', '.join(map(repr, extra))} for {spec.name}; "
-            f"expected {', '.join(known)}"
-        )
-    missing = [p.name for p in spec.parameters if p.required and p.name not in arguments]
-    if missing:
-        raise ToolError(f"missing required argument(s) {', '.join(map(repr, missing))} for {spec.name}")
-    bound = {}
-    for p in spec.parameters:
-        if p.name in arguments:
-            bound[p.name] = _coerce(p, arguments[p.name], spec.name)
-        elif not p.required:
-            bound[p.name] = p.default
-    return bound
+#: the in-process executor with no search backend: what calls use when given none
+LOCAL = Executor()
 
 
-def format_result(value: Any) -> str:
-    """Render a tool result the way the model reads it (``12``, ``0.5``, ``1.4142135623730951``)."""
-    if isinstance(value, bool):
-        return json.dumps(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e16:
-            return str(int(value))
-        return repr(value)
-    return str(value)
-
-
-def _check_result(value: Any) -> Any:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ToolError(f"result is not finite ({value})")
-        if abs(value) > MAX_ABS_RESULT:
-            raise ToolError(f"result is too large (|result| > {MAX_ABS_RESULT:g})")
-    return value
-
-
-def execute_local(name: Any, arguments: Any) -> Observation:
-    """Run a call in this process. Never raises."""
-    try:
-        if not isinstance(name, str) or not name:
-            return Observation.failure("tool call has no tool name")
-        spec = ALL_TOOLS.get(name)
-        if spec is None:
-            return Observation.failure(f"unknown tool {name!r}; available: {', '.join(ALL_TOOLS)}")
-        bound = bind_arguments(spec, arguments)
-        return Observation(ok=True, content=format_result(_check_result(spec.impl(**bound))))
-    except ToolError as e:
-        return Observation.failure(str(e))
-    except (OverflowError, ZeroDivisionError, ValueError, TypeError, ArithmeticError) as e:
-        return Observation.failure(f"{name}: {type(e).__name__}: {e}")
-    except Exception as e:  # noqa: BLE001 - the executor's contract is that nothing escapes
-        return Observation.failure(f"{name} failed: {type(e).__name__}: {e}")
-
-
-_TOOL_SERVER_URL: str | None = None
-
-
-def set_tool_server(url: str | None) -> None:
-    """Route every ``execute`` call through a ``mentor serve tools`` server (``None``: in-process)."""
-    global _TOOL_SERVER_URL
-    _TOOL_SERVER_URL = url.rstrip("/") if url else None
-
-
-def get_tool_server() -> str | None:
-    return _TOOL_SERVER_URL
-
-
-def execute(name: Any, arguments: Any) -> Observation:
-    """Execute one tool call and return its ``Observation``; invalid calls give ``ok=False``."""
-    if _TOOL_SERVER_URL:
-        from mentor.tools.client import call_remote
-
-        return call_remote(_TOOL_SERVER_URL, name, arguments)
-    return execute_local(name, arguments)
+def execute(name: Any, arguments: Any, executor: Executor | None = None) -> Observation:
+    """Execute one tool call with ``executor`` (default: in-process); never raises."""
+    return (executor or LOCAL).execute(name, arguments)

@@ -13,16 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mentor.tools.errors import ToolError
+from mentor.tools.search import SearchBackend, format_passages
+
 Number = int | float
 
 #: Results whose magnitude exceeds this are rejected as invalid ("absurdly large").
 MAX_ABS_RESULT = 1e100
 #: Arrays passed to ``sum_numbers`` longer than this are rejected.
 MAX_ARRAY_LEN = 10_000
-
-
-class ToolError(ValueError):
-    """Raised by a tool implementation for an invalid call (becomes ``ok=False``)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,8 @@ class ToolSpec:
     description: str
     parameters: tuple[Param, ...]
     impl: Callable[..., Any] = field(repr=False, compare=False)
+    #: the implementation takes the executor's search backend as ``backend=``
+    uses_search: bool = False
 
     @property
     def parameter_names(self) -> list[str]:
@@ -220,14 +221,18 @@ MATH_TOOL_NAMES: tuple[str, ...] = tuple(t.name for t in MATH_TOOLS)
 # ------------------------------------------------------------------ retrieval
 
 
-def _wikipedia_search(query: str, top_n: int = 5) -> str:
-    from mentor.tools.search import get_search_backend, format_passages
-
+def _wikipedia_search(query: str, top_n: int = 5, *, backend: SearchBackend | None = None) -> str:
     if not query.strip():
         raise ToolError("query is empty")
     if top_n < 1 or top_n > 50:
         raise ToolError("top_n must be between 1 and 50")
-    return format_passages(get_search_backend().search(query, top_n))
+    if backend is None:
+        raise ToolError(
+            "wikipedia_search has no retrieval backend configured "
+            "(start `mentor serve retriever` and pass --retriever-url, or give the "
+            "mentor.tools.Executor a search backend)"
+        )
+    return format_passages(backend.search(query, top_n))
 
 
 SEARCH_TOOL = ToolSpec(
@@ -244,6 +249,7 @@ SEARCH_TOOL = ToolSpec(
         ),
     ),
     _wikipedia_search,
+    uses_search=True,
 )
 
 ALL_TOOLS: dict[str, ToolSpec] = {t.name: t for t in (*MATH_TOOLS, SEARCH_TOOL)}

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mentor.tools.registry import ToolError
+from mentor.io import read_jsonl, require
+from mentor.tools.errors import ToolError
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,6 @@ def save_passages(passages: Iterable[Passage], path: str | os.PathLike) -> None:
 
 
 def load_passages(path: str | os.PathLike) -> list[Passage]:
-    from mentor.io import read_jsonl, require
-
     return [
         Passage(title=require(o, "title", path, i), text=require(o, "text", path, i), id=str(o.get("id", "")))
         for i, o in read_jsonl(path)
@@ -163,23 +162,15 @@ class HTTPSearch:
         return [self._passages(items) for items in body["results"]]
 
 
-_BACKEND: SearchBackend | None = None
+class TopK:
+    """A search backend that always returns ``k`` passages (the paper's top-5 per query),
+    whatever ``top_n`` the model asks for."""
 
+    def __init__(self, backend: SearchBackend, k: int = 5):
+        self.backend, self.k = backend, k
 
-def set_search_backend(backend: SearchBackend | str | None) -> None:
-    """Use ``backend`` for ``wikipedia_search``; a string is the URL of a retriever server."""
-    global _BACKEND
-    _BACKEND = HTTPSearch(backend) if isinstance(backend, str) else backend
-
-
-def get_search_backend() -> SearchBackend:
-    if _BACKEND is None:
-        raise ToolError(
-            "wikipedia_search has no retrieval backend configured "
-            "(start `mentor serve retriever` and pass --retriever-url, or set one with "
-            "mentor.tools.set_search_backend)"
-        )
-    return _BACKEND
+    def search(self, query: str, top_n: int = 5) -> list[Passage]:
+        return self.backend.search(query, self.k)
 
 
 def format_passages(passages: Sequence[Passage]) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from mentor.analysis import tool_stats
 from mentor.io import append_jsonl, repair_jsonl
 
 
@@ -69,8 +70,6 @@ def with_tool_metrics(func: Callable[..., list[float]], clock: Clock | None = No
     @functools.wraps(func)
     def reward(*args: Any, completions: Sequence[Any] = (), log_metric: Callable | None = None, **kwargs: Any):
         if log_metric is not None and completions:
-            from mentor.analysis import tool_stats
-
             t0 = time.perf_counter()
             st = tool_stats(completions)
             log_metric("tools/invalid_call_rate", st.invalid_call_rate)
@@ -110,6 +109,11 @@ class StepRecorder(TrainerCallback):
         self.clock = clock
         self.meta = meta or {}
         self._last_step = 0
+
+    def resume_at(self, step: int) -> None:
+        """On resume from the checkpoint of ``step``: drop later records, time from that step."""
+        self.truncate_after(step)
+        self._last_step = step
 
     def truncate_after(self, step: int) -> None:
         """On resume: drop records of steps after the checkpoint (they will be re-run)."""

@@ -32,7 +32,7 @@ def _run(fn, *args, **kwargs) -> None:
     from mentor.io import DataError
     from mentor.models import ModelError
     from mentor.train.config import ConfigError
-    from mentor.train.grpo import TrainError
+    from mentor.train.common import TrainError
 
     try:
         final = fn(*args, **kwargs)

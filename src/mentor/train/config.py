@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import os
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from mentor.config import did_you_mean
+from mentor.rewards import resolve_preset
+from mentor.tools import toolset
 
 #: SPEC.md Table 5 (MENTOR / RL), expressed as GRPOConfig fields where TRL has one. Not
 #: representable here: tensor parallel 2 and GPU memory utilisation 0.8 (vLLM settings, set in
@@ -120,9 +123,7 @@ def _class_name(section: str) -> str:
 
 
 def _unknown(key: str, known: set[str] | frozenset[str], where: str, what: str) -> ConfigError:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"{where}: unknown key {key!r}: not a field of {what}{hint}")
+    return ConfigError(f"{where}: unknown key {key!r}: not a field of {what}{did_you_mean(key, known)}")
 
 
 def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
@@ -152,15 +153,11 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
                     )
             raise _unknown(key, top, source, f"mentor's keys ({', '.join(sorted(top))})")
     if cfg.get("preset") is not None:
-        from mentor.rewards import resolve_preset
-
         try:
             resolve_preset(cfg["preset"])
         except ValueError as e:
             raise ConfigError(f"{source}: {e}") from None
     if cfg.get("tools") is not None:
-        from mentor.tools import toolset
-
         try:
             toolset(cfg["tools"])
         except (KeyError, ValueError) as e:

@@ -14,7 +14,11 @@ import os
 from typing import Any
 
 from mentor.io import DataError
+from mentor.prompts import build_messages
 from mentor.references import Reference, load_references
+from mentor.tasks import get_task
+from mentor.tools.local import decode_arguments
+from mentor.tools.registry import schemas
 
 
 def references(path: str | os.PathLike, only_correct: bool = True, limit: int | None = None) -> list[Reference]:
@@ -34,8 +38,6 @@ def task_of(refs: list[Reference]) -> str:
 
 
 def grpo_rows(refs: list[Reference]) -> list[dict[str, Any]]:
-    from mentor.prompts import build_messages
-
     return [
         {
             "prompt": build_messages(r.question),
@@ -68,10 +70,9 @@ def _normalise_message(msg: dict[str, Any], path: str, ref_id: str) -> dict[str,
         for tc in msg["tool_calls"]:
             fn = tc.get("function", tc) if isinstance(tc, dict) else {}
             args = fn.get("arguments", {})
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args) if args.strip() else {}
-                except json.JSONDecodeError:
+            try:
+                args = decode_arguments(args)
+            except json.JSONDecodeError:
                     raise DataError(path, None, f"reference {ref_id!r}: tool call arguments are not JSON", "messages") from None
             calls.append({"type": "function", "function": {"name": fn.get("name"), "arguments": args}})
         out["tool_calls"] = calls
@@ -81,8 +82,6 @@ def _normalise_message(msg: dict[str, Any], path: str, ref_id: str) -> dict[str,
 
 
 def sft_conversations(refs: list[Reference], path: str | os.PathLike = "references") -> list[list[dict[str, Any]]]:
-    from mentor.prompts import build_messages
-
     convs = []
     for r in refs:
         msgs = [_normalise_message(m, str(path), r.id) for m in r.messages]
@@ -97,9 +96,6 @@ def sft_dataset(refs: list[Reference], path: str | os.PathLike = "references", t
     own keys) and ``tools`` (the JSON schemas, as TRL's SFT tokenizer reads them)."""
     from datasets import Dataset, Features, Json, Value
 
-    from mentor.prompts import task_tools
-    from mentor.tools import schemas
-
-    tools_json = json.dumps(schemas(tools or task_tools(task_of(refs))))
+    tools_json = json.dumps(schemas(tools or get_task(task_of(refs)).toolset))
     rows = [{"messages": conv, "tools": tools_json} for conv in sft_conversations(refs, path)]
     return Dataset.from_list(rows, features=Features({"messages": Json(), "tools": Value("string")}))

@@ -14,19 +14,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mentor.train import config as C
-from mentor.train.grpo import _check_resume, _seed_and_section, write_run_metadata
+from mentor.models import check_tool_template, load_model, load_tokenizer
+from mentor.train import config as C, data as D
+from mentor.train.callbacks import RunMetadataSaver, StepRecorder
+from mentor.train.common import check_resume, seed_and_section, write_run_metadata
+from mentor.train.grpo import prepare_grpo, save_final, train_grpo
 
 
 def prepare_sft(references, output_dir, model=None, config=None, resume=False, **overrides) -> dict[str, Any]:
-    from mentor.models import check_tool_template, load_tokenizer
-    from mentor.train import data as D
-
     cfg = C.resolve(config, model=model, **overrides)
     refs = D.references(references, only_correct=cfg["only_correct"], limit=cfg.get("max_references"))
     dataset = D.sft_dataset(refs, references, tools=cfg.get("tools"))
     out = Path(output_dir)
-    ckpt = _check_resume(out, references, resume)
+    ckpt = check_resume(out, references, resume)
     tok = load_tokenizer(cfg["model"], padding_side="right")
     check_tool_template(tok, where=str(cfg["model"]))
     return {"cfg": cfg, "refs": refs, "dataset": dataset, "tokenizer": tok, "checkpoint": ckpt, "out": out,
@@ -38,13 +38,9 @@ def build_sft_trainer(prep: dict[str, Any]):
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
     from trl import SFTConfig, SFTTrainer
-
-    from mentor.models import load_model
-    from mentor.train.callbacks import RunMetadataSaver, StepRecorder
-
     cfg, out = prep["cfg"], prep["out"]
     out.mkdir(parents=True, exist_ok=True)
-    args_kw = _seed_and_section(cfg, "sft")
+    args_kw = seed_and_section(cfg, "sft")
     args_kw.setdefault("logging_steps", 1)
     args_kw.setdefault("report_to", "none")
     args = SFTConfig(output_dir=str(out), **args_kw)
@@ -88,8 +84,6 @@ def train_sft(
 
 
 def save_sft_final(trainer: Any, out: Path, merge: bool = True) -> Path:
-    from mentor.train.grpo import save_final
-
     model = trainer.accelerator.unwrap_model(trainer.model)
     adapter = out / "adapter"
     model.save_pretrained(str(adapter))
@@ -116,8 +110,6 @@ def train_sft_rl(
     Stages write to ``OUTPUT_DIR/sft`` and ``OUTPUT_DIR/grpo``; a finished SFT stage
     (``sft/final`` present) is reused on a re-run. ``max_steps`` bounds the GRPO stage,
     ``sft_max_steps`` the SFT stage (default: ``max_steps``)."""
-    from mentor.train.grpo import prepare_grpo, train_grpo
-
     out = Path(output_dir)
     # Check everything of both stages before spending compute on the first one.
     C.resolve(config, preset=preset, model=model, **overrides)

@@ -1,0 +1,76 @@
+"""Batched generation with a transformers model and its chat template (CPU or GPU)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mentor.generation.loop import Generation, Sampling, parse_assistant
+from mentor.models import load
+
+
+class HFGenerator:
+    """Batched generation with a transformers model and its chat template (left padding)."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, chat_template_kwargs: dict | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.chat_template_kwargs = chat_template_kwargs or {}
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    @classmethod
+    def from_name(cls, name: str | None = None, batch_size: int = 8, dtype: str = "float32") -> HFGenerator:
+        model, tok = load(name, dtype=dtype)
+        return cls(model, tok, batch_size=batch_size)
+
+    def render(self, conversation: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+        clean = [{k: v for k, v in m.items() if k != "raw"} for m in conversation]
+        return self.tokenizer.apply_chat_template(
+            clean, tools=tools, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
+        )
+
+    def generate(
+        self, conversations: Sequence[list[dict[str, Any]]], tools: list[dict[str, Any]] | None, sampling: Sampling
+    ) -> list[Generation]:
+        return self.generate_rendered([self.render(c, tools) for c in conversations], sampling)
+
+    def generate_rendered(self, texts: Sequence[str], sampling: Sampling) -> list[Generation]:
+        """Batched generation from prompt texts already rendered with the chat template (used when
+        each conversation offers its own tools, e.g. BFCL)."""
+        import torch
+
+        # Sort by length so each batch pads little; restore the order at the end.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[Generation | None] = [None] * len(texts)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "do_sample": not sampling.greedy}
+        if not sampling.greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        eos = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            enc = self.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(self.model.device) for k, v in enc.items()}
+            with torch.inference_mode():
+                gen = self.model.generate(**enc, pad_token_id=pad, **kwargs)
+            new = gen[:, enc["input_ids"].shape[1] :]
+            for row, i in enumerate(idx):
+                ids = new[row].tolist()
+                n = len(ids)
+                for k, t in enumerate(ids):
+                    if t == eos:
+                        n = k + 1
+                        break
+                else:
+                    while n and ids[n - 1] == pad:
+                        n -= 1
+                text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
+                out[i] = Generation(parse_assistant(text), tokens=n)
+        return [g for g in out if g is not None]

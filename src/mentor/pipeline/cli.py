@@ -1,0 +1,61 @@
+"""``mentor run``: the CLI over ``Pipeline`` (and its summary table)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mentor.io import DataError
+from mentor.pipeline.config import PipelineError, load_config
+from mentor.pipeline.stages import Pipeline
+
+SUMMARY_KEYS = ("in_domain_accuracy", "out_of_domain_accuracy", "invalid_call_rate", "tool_usage_rate", "alignment_score")
+
+
+def print_summary(summary: Mapping[str, Mapping[str, Any]], console: Any = None) -> None:
+    console = console or Console()
+    table = Table(title="MENTOR pipeline summary")
+    table.add_column("method")
+    for k in SUMMARY_KEYS:
+        table.add_column(k.replace("_", " "), justify="right")
+    for m, row in summary.items():
+        table.add_row(m, *("-" if row.get(k) is None else f"{row[k]:.3f}" for k in SUMMARY_KEYS))
+    console.print(table)
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def run(
+    config: Path = typer.Option(None, "--config", help="Pipeline YAML (default: configs/pipeline/cpu.yaml, the bundled CPU demo)."),
+    output_dir: Path = typer.Option(None, "--output-dir", help="Run directory (default: runs/<config name>)."),
+    stages: str = typer.Option(None, "--stages", help="Comma-separated subset of stages: data,teach,vanilla,sft,<rl methods>,eval,report."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Run the whole MENTOR pipeline (data -> teacher -> vanilla eval -> SFT -> RL -> eval -> report).
+
+    Completed stages are skipped, so re-running a killed run finishes it."""
+    console = Console()
+    try:
+        cfg = load_config(config)
+        out = output_dir or Path("runs") / str(cfg.get("name", "run"))
+        pipe = Pipeline(cfg, out, progress=progress)
+        chosen = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+        t0 = time.perf_counter()
+        pipe.run(chosen)
+    except (PipelineError, DataError) as e:
+        Console(stderr=True).print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    summary_file = out / "summary.json"
+    if summary_file.exists():
+        print_summary(json.loads(summary_file.read_text()), console)
+    console.print(f"finished in {time.perf_counter() - t0:.0f}s")
+    if (out / "report.md").exists():
+        console.print(f"report: [bold]{out / 'report.md'}[/bold] (and {out / 'report.html'}, plots in {out / 'plots'})")

@@ -1,0 +1,175 @@
+"""The pipeline's config: one YAML file, typed sections (dataclasses) checked on load.
+
+``load_config(path, overrides)`` returns the resolved mapping (what ``pipeline.yaml`` records)
+after ``PipelineConfig.from_mapping`` has validated every key of every section -- an unknown key
+is a ``PipelineError`` naming the file and the key, with a did-you-mean hint, in ``teacher:``
+too. ``Pipeline`` works from the typed ``PipelineConfig``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mentor.config import check_keys, field_names, from_mapping
+from mentor.generation.loop import Sampling
+from mentor.generation.server import SERVER_COMMANDS
+from mentor.rewards import PRESETS
+from mentor.teacher.factory import TeacherConfig, backends
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pipeline" / "cpu.yaml"
+BASE_STAGES = ("data", "teach", "vanilla", "sft")
+TAIL_STAGES = ("eval", "report")
+
+
+class PipelineError(ValueError):
+    pass
+
+
+@dataclass
+class DataSection:
+    dataset: str = "synthetic"
+    split: str = "train"
+    n: int | None = None
+    question_field: str | None = None
+    answer_field: str | None = None
+    task: str | None = None
+
+
+@dataclass
+class TrainSection:
+    config: str | None = None  # training config (mentor.train.config): GRPOConfig / SFTConfig / LoraConfig fields
+    sft: dict[str, Any] = field(default_factory=dict)  # overrides of the SFT stage
+    rl: dict[str, Any] = field(default_factory=dict)  # overrides of every RL stage
+    methods: dict[str, str] | None = None  # RL method name -> reward preset
+    keep_checkpoints: bool = False
+
+    @property
+    def rl_methods(self) -> dict[str, str]:
+        return dict(self.methods or {"sparse": "sparse", "mentor": "mentor"})
+
+
+@dataclass
+class EvalSection:
+    in_domain: list[str] | None = None
+    out_of_domain: list[str] | None = None
+    limit: int | None = None
+    max_new_tokens: int = 256
+    max_turns: int = 4
+    batch_size: int = 8
+    tool_effect: bool = True
+    temperature: float = 0.0
+    server: str | None = None  # vllm | transformers | a command template with {model} and {port}
+    server_startup_timeout: float = 900.0
+
+    @property
+    def benchmarks(self) -> list[tuple[str, str]]:
+        """``(benchmark, "in_domain" | "out_of_domain")`` in evaluation order."""
+        ind = self.in_domain or ["synthetic:test"]
+        ood = self.out_of_domain or ["synthetic:ood"]
+        return [(b, "in_domain") for b in ind] + [(b, "out_of_domain") for b in ood]
+
+    def sampling(self, seed: int) -> Sampling:
+        return Sampling(temperature=float(self.temperature), max_new_tokens=int(self.max_new_tokens), seed=seed)
+
+
+@dataclass
+class PipelineConfig:
+    name: str | None = None
+    seed: int = 0
+    student: str | None = None
+    rl_init: str = "sft"  # sft | base
+    data: DataSection = field(default_factory=DataSection)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    source: str | None = None
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping[str, Any], where: str | os.PathLike = "pipeline config") -> PipelineConfig:
+        """Validate every key of every section (``PipelineError`` naming ``where`` and the key)."""
+        where = str(where)
+        top = {k: v for k, v in cfg.items() if k != "_source"}
+        check_keys(top, [f for f in field_names(cls) if f != "source"], where, PipelineError)
+
+        def section(name: str, typ: type) -> Any:
+            return from_mapping(typ, top.get(name), where, PipelineError, prefix=f"{name}.")
+
+        teacher = top.get("teacher") or {"backend": "program"}
+        if not isinstance(teacher, Mapping):
+            raise PipelineError(f"{where}: 'teacher' must be a mapping")
+        out = cls(
+            name=top.get("name"), seed=int(top.get("seed", 0) or 0), student=top.get("student"),
+            rl_init=top.get("rl_init", "sft"), data=section("data", DataSection), train=section("train", TrainSection),
+            eval=section("eval", EvalSection), source=cfg.get("_source"),
+            teacher=TeacherConfig.from_mapping(teacher, where, PipelineError, "teacher.", seed=int(top.get("seed", 0) or 0)),
+        )
+        out.check(where)
+        return out
+
+    def check(self, where: str) -> None:
+        if self.rl_init not in ("sft", "base"):
+            raise PipelineError(f"{where}: rl_init must be 'sft' or 'base'")
+        if self.teacher.backend not in backends():
+            raise PipelineError(f"{where}: teacher.backend: unknown backend {self.teacher.backend!r}; choose one of {', '.join(backends())}")
+        server = self.eval.server
+        if server is not None and (not isinstance(server, str) or (server not in SERVER_COMMANDS and not ("{model}" in server and "{port}" in server))):
+            raise PipelineError(
+                f"{where}: eval.server: expected one of {', '.join(SERVER_COMMANDS)} or a command template with {{model}} and {{port}}"
+            )
+        for name, preset in (self.train.methods or {}).items():
+            if preset not in PRESETS:
+                raise PipelineError(f"{where}: train.methods.{name}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+            if name in ("vanilla", "sft"):
+                raise PipelineError(f"{where}: train.methods.{name}: 'vanilla' and 'sft' are reserved method names")
+
+    @property
+    def methods(self) -> list[str]:
+        return ["vanilla", "sft", *self.train.rl_methods]
+
+    @property
+    def stages(self) -> list[str]:
+        return [*BASE_STAGES, *self.train.rl_methods, *TAIL_STAGES]
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The resolved config mapping of ``path`` (default: the bundled CPU demo) with ``overrides``
+    merged in, validated (``PipelineError`` for a bad file or key); ``_source`` names the file."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.exists():
+        raise PipelineError(f"{path}: pipeline config not found")
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise PipelineError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(cfg, dict):
+        raise PipelineError(f"{path}: expected a mapping at the top level")
+    cfg = _deep_merge(cfg, overrides or {})
+    cfg["_source"] = str(path)
+    PipelineConfig.from_mapping(cfg, path)
+    return cfg
+
+
+def _deep_merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(a))
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def rl_methods(cfg: Mapping[str, Any]) -> dict[str, str]:
+    return PipelineConfig.from_mapping(cfg).train.rl_methods
+
+
+def methods(cfg: Mapping[str, Any]) -> list[str]:
+    return PipelineConfig.from_mapping(cfg).methods
+
+
+def all_stages(cfg: Mapping[str, Any]) -> list[str]:
+    return PipelineConfig.from_mapping(cfg).stages

@@ -1,0 +1,265 @@
+"""The pipeline's stages over one run directory (see ``mentor.pipeline``).
+
+Every stage reads and writes plain files in the run directory and is skipped when its marker
+exists, so re-running a killed run finishes it without redoing completed stages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+from filelock import FileLock
+from rich.console import Console
+
+from mentor.analysis.report import build_report, summary_row, teacher_counts
+from mentor.data.datasets import Question, load_questions
+from mentor.eval.runner import evaluate, result_name
+from mentor.generation import make_generator, serve_model
+from mentor.io import read_jsonl, run_metadata, write_json
+from mentor.models import resolve_model
+from mentor.pipeline.config import PipelineConfig, PipelineError
+from mentor.teacher.factory import build_teacher
+from mentor.teacher.generate import generate_references
+from mentor.train import train_grpo, train_sft
+from mentor.train.config import bundled_path
+
+
+class Pipeline:
+    def __init__(self, cfg: Mapping[str, Any], out: str | Path, progress: bool = True):
+        self.cfg = dict(cfg)
+        self.config = PipelineConfig.from_mapping(self.cfg, self.cfg.get("_source") or "pipeline config")
+        self.out = Path(out)
+        self.progress = progress
+        self.console = Console(stderr=True)
+
+    # paths
+    @property
+    def questions_path(self) -> Path:
+        return self.out / "data" / "questions.jsonl"
+
+    @property
+    def references_path(self) -> Path:
+        return self.out / "references.jsonl"
+
+    def model_dir(self, method: str) -> Path:
+        return self.out / "models" / method
+
+    def model_for(self, method: str) -> str:
+        if method == "vanilla":
+            return str(self.config.student or "smollm2-135m")
+        return str(self.model_dir(method) / "final")
+
+    def eval_dir(self, method: str) -> Path:
+        return self.out / "eval" / method
+
+    def marker(self, stage: str) -> Path:
+        return self.out / "stages" / f"{stage}.json"
+
+    def done(self, stage: str) -> bool:
+        return self.marker(stage).exists()
+
+    # driver
+    def run(self, stages: Sequence[str] | None = None) -> dict[str, Any]:
+        order = self.config.stages
+        chosen = list(stages) if stages else order
+        unknown = [s for s in chosen if s not in order]
+        if unknown:
+            raise PipelineError(f"unknown stage(s) {unknown}; stages of this config: {', '.join(order)}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        self._update_meta({})
+        t_all = time.perf_counter()
+        for stage in [s for s in order if s in chosen]:
+            if self.done(stage):
+                self.console.print(f"[dim]\\[mentor run] {stage}: done earlier, skipped[/dim]")
+                continue
+            self.console.rule(f"[bold]stage {stage}")
+            t0 = time.perf_counter()
+            info = self._run_stage(stage) or {}
+            seconds = time.perf_counter() - t0
+            write_json(self.marker(stage), {"stage": stage, "seconds": round(seconds, 2), **info})
+            self._update_meta({stage: {"seconds": round(seconds, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}})
+            self.console.print(f"[green]\\[mentor run] {stage}: done in {seconds:.1f}s[/green]")
+        return self._update_meta({}, last_invocation_seconds=round(time.perf_counter() - t_all, 2))
+
+    def _update_meta(self, stages: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+        """Read-modify-write of ``run.json`` under a file lock, so that several ``run``s on one
+        directory (different stages, e.g. the study's parallel RL runs) keep each other's entries."""
+        run_file = self.out / "run.json"
+        with FileLock(str(run_file) + ".lock"):
+            meta = json.loads(run_file.read_text()) if run_file.exists() else run_metadata(self.cfg, self.cfg.get("seed"))
+            meta.setdefault("stages", {}).update(stages)
+            meta.update(fields)
+            write_json(run_file, meta)
+        return meta
+
+    def _write_config(self) -> None:
+        path = self.out / "pipeline.yaml"
+        clean = {k: v for k, v in self.cfg.items() if not k.startswith("_")}
+        text = yaml.safe_dump(clean, sort_keys=False)
+        if path.exists() and path.read_text() != text:
+            raise PipelineError(
+                f"{self.out} holds a run with a different config ({path}); "
+                "use another --output-dir, or delete the directory to start over"
+            )
+        path.write_text(text)
+
+    def _run_stage(self, stage: str) -> dict[str, Any] | None:
+        rl = self.config.train.rl_methods
+        if stage in rl:
+            return self.stage_rl(stage, rl[stage])
+        run = {
+            "data": self.stage_data,
+            "teach": self.stage_teach,
+            "vanilla": lambda: self.stage_eval(["vanilla"]),
+            "sft": self.stage_sft,
+            "eval": lambda: self.stage_eval([m for m in self.config.methods if m != "vanilla"]),
+            "report": self.stage_report,
+        }.get(stage)
+        if run is None:  # pragma: no cover - run() checks the stage names
+            raise PipelineError(f"unknown stage {stage!r}")
+        return run()
+
+    # ---------------------------------------------------------------- stages
+    def stage_data(self) -> dict[str, Any]:
+        d = self.config.data
+        qs = load_questions(d.dataset, split=d.split, n=d.n, seed=self.config.seed, question_field=d.question_field,
+                            answer_field=d.answer_field, task=d.task)
+        self.questions_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.questions_path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            for q in qs:
+                f.write(json.dumps(asdict(q), default=str) + "\n")
+        tmp.replace(self.questions_path)
+        write_json(self.out / "data" / "meta.json", {"source": d.dataset, "n": len(qs)})
+        return {"questions": len(qs)}
+
+    def _questions(self) -> list[Question]:
+        return [Question(**obj) for _, obj in read_jsonl(self.questions_path)]
+
+    def stage_teach(self) -> dict[str, Any]:
+        teacher = build_teacher(self.config.teacher)
+        section = dict(self.cfg.get("teacher") or {"backend": "program"})
+        summary = generate_references(
+            self._questions(), teacher, self.references_path, progress=self.progress, config=section, seed=self.cfg.get("seed")
+        )
+        if summary.file_kept == 0:
+            raise PipelineError(f"the teacher produced no correct reference ({self.references_path}.rejected.jsonl has why)")
+        return {"kept": summary.file_kept, "rejected": summary.file_rejected}
+
+    def _training_config(self) -> str | None:
+        config = self.config.train.config
+        return str(bundled_path(config)) if config else None
+
+    def stage_sft(self) -> dict[str, Any]:
+        out = self.model_dir("sft")
+        final = train_sft(self.references_path, out, model=self.model_for("vanilla"), config=self._training_config(),
+                          resume=_has_checkpoint(out), seed=self.config.seed, **dict(self.config.train.sft or {}))
+        self._drop_checkpoints(out)
+        return {"model": str(final)}
+
+    def stage_rl(self, method: str, preset: str) -> dict[str, Any]:
+        from_sft = self.config.rl_init == "sft"
+        init = self.model_for("sft") if from_sft else self.model_for("vanilla")
+        if from_sft and not Path(init).exists():
+            raise PipelineError(f"RL method {method!r} starts from the SFT model, but {init} does not exist: run the sft stage")
+        out = self.model_dir(method)
+        final = train_grpo(self.references_path, out, preset=preset, model=init, config=self._training_config(),
+                           resume=_has_checkpoint(out), seed=self.config.seed, **dict(self.config.train.rl or {}))
+        self._drop_checkpoints(out)
+        return {"model": str(final), "preset": preset, "init": init}
+
+    def _drop_checkpoints(self, out: Path) -> None:
+        """Once ``final/`` is saved the stage is done and its resume checkpoints (weights plus
+        optimizer state: ~1.6 GB each for the 135M student) are dead weight; kept with
+        ``train.keep_checkpoints: true``."""
+        if self.config.train.keep_checkpoints or not (out / "final").exists():
+            return
+        for ckpt in out.glob("checkpoint-*"):
+            shutil.rmtree(ckpt, ignore_errors=True)
+
+    def stage_eval(self, which: Sequence[str]) -> dict[str, Any]:
+        e = self.config.eval
+        done: dict[str, list[str]] = {}
+        for method in which:
+            model = self.model_for(method)
+            if method != "vanilla" and not Path(model).exists():
+                raise PipelineError(f"cannot evaluate {method!r}: {model} does not exist (run its training stage)")
+            jobs = [(b, True) for b, _ in e.benchmarks]
+            if method == "vanilla" and e.tool_effect:
+                jobs += [(b, False) for b, _ in e.benchmarks]
+            jobs = [(b, tools) for b, tools in jobs if not (self.eval_dir(method) / result_name(b, tools)).exists()]
+            if jobs:
+                done[method] = self._evaluate(method, model, jobs)
+        return {"evaluated": done}
+
+    def _evaluate(self, method: str, model: str, jobs: Sequence[tuple[str, bool]]) -> list[str]:
+        """Every (benchmark, tools) job of one model, with one generator for all of them."""
+        e = self.config.eval
+        written = []
+        with contextlib.ExitStack() as stack:
+            generator = self._generator(method, model, stack)
+            for bench, tools in jobs:
+                res = evaluate(model, bench, generator=generator, limit=e.limit, tools=tools, max_turns=int(e.max_turns),
+                               sampling=e.sampling(self.config.seed), progress=self.progress, label=method)
+                target = self.eval_dir(method) / result_name(bench, tools)
+                write_json(target, res)
+                written.append(target.name)
+                self.console.print(f"  {method} on {bench}{'' if tools else ' (no tools)'}: accuracy {res['accuracy']:.3f}")
+        return written
+
+    def _generator(self, method: str, model: str, stack: contextlib.ExitStack) -> Any:
+        """Transformers in this process, or -- with ``eval.server`` (``vllm`` on GPUs) -- a
+        server started for this model alone and stopped when its benchmarks are done."""
+        e = self.config.eval
+        if not e.server:
+            return make_generator(model, batch_size=int(e.batch_size))
+        log = self.eval_dir(method) / "server.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.console.print(f"  starting {e.server.split()[0]} for {method} (log: {log})")
+        url = stack.enter_context(serve_model(e.server, model, startup_timeout=float(e.server_startup_timeout), log=log))
+        return make_generator(resolve_model(model), base_url=url, batch_size=int(e.batch_size))
+
+    def stage_report(self) -> dict[str, Any]:
+        rl = self.config.train.rl_methods
+        spec: dict[str, Any] = {}
+        for m in self.config.methods:
+            entry: dict[str, Any] = {"evals": sorted(str(p) for p in self.eval_dir(m).glob("*.json"))}
+            log = self.model_dir(m) / "metrics.jsonl"
+            if log.exists():
+                entry["train_log"] = str(log)
+            if m in rl:
+                entry["preset"] = rl[m]
+            spec[m] = entry
+        summary = self.summary()
+        write_json(self.out / "summary.json", summary)
+        rep = build_report(self.out, methods=spec, references=self.references_path,
+                           title=f"MENTOR pipeline report: {self.cfg.get('name', self.out.name)}", summary=summary)
+        return {"report": str(rep["markdown"]), "summary": summary}
+
+    def summary(self) -> dict[str, dict[str, float | None]]:
+        """Per method (``mentor.analysis.report.summary_row``): in-/out-of-domain accuracy (macro
+        over benchmarks), invalid tool-call rate, tool-usage rate (over all tool-enabled
+        evaluations) and the alignment score of its in-domain tool calls with the teacher's."""
+        teacher = teacher_counts(self.references_path)
+        out = {}
+        for m in self.config.methods:
+            results = []
+            for bench, domain in self.config.eval.benchmarks:
+                path = self.eval_dir(m) / result_name(bench, True)
+                if path.exists():
+                    results.append((domain, json.loads(path.read_text())))
+            out[m] = summary_row(results, teacher)
+        return out
+
+
+def _has_checkpoint(out: Path) -> bool:
+    return out.exists() and any(out.glob("checkpoint-*"))

@@ -1,0 +1,65 @@
+"""What the SFT and GRPO entry points share: checkpoints, resume checks, run metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mentor.io import file_sha256, run_metadata, write_json
+from mentor.train import config as C
+
+
+class TrainError(RuntimeError):
+    """A training run cannot start (e.g. ``--resume`` without a checkpoint)."""
+
+
+def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    d = Path(output_dir)
+    return get_last_checkpoint(str(d)) if d.is_dir() else None
+
+
+def seed_and_section(cfg: dict[str, Any], section: str) -> dict[str, Any]:
+    out = dict(cfg.get(section) or {})
+    out.setdefault("seed", int(cfg.get("seed") or 42))
+    return out
+
+
+def write_run_metadata(out: Path, cfg: Mapping[str, Any], references: str | os.PathLike, stage: str, **extra: Any) -> Path:
+    meta = run_metadata(
+        C.public(cfg),
+        seed=cfg.get("seed"),
+        stage=stage,
+        references=str(Path(references).resolve()),
+        references_sha256=file_sha256(references),
+        config_file=cfg.get("_config_file"),
+        base_config=cfg.get("_base_config"),
+        **extra,
+    )
+    path = out / "run.json"
+    write_json(path, meta)
+    (out / "config.yaml").write_text(yaml.safe_dump(C.public(cfg), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def check_resume(out: Path, references: str | os.PathLike, resume: bool) -> str | None:
+    if not resume:
+        return None
+    ckpt = last_checkpoint(out)
+    if ckpt is None:
+        raise TrainError(f"--resume: no checkpoint-* directory in {out} to resume from")
+    meta_file = out / "run.json"
+    if meta_file.exists():
+        saved = json.loads(meta_file.read_text(encoding="utf-8")).get("references_sha256")
+        if saved and saved != file_sha256(references):
+            raise TrainError(
+                f"--resume: {references} differs from the references this run started with "
+                f"(sha256 {saved[:12]}...); start a new output directory"
+            )
+    return ckpt
