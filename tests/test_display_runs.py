@@ -23,14 +23,15 @@ def test_capture_output_sends_library_chatter_to_the_log_and_keeps_the_terminal(
     log = tmp_path / "logs" / "sft.log"
     r = _run_py(f"""
         import os, sys, warnings, logging
-        from mentor.display import capture_output, terminal
+        from mentor.display import capture_output, terminal_console
         print("before")
+        terminal = terminal_console()
         with capture_output({str(log)!r}):
             print("{{'loss': 1.0, 'grad_norm': 2.0}}")          # a trainer's raw dict (python stdout)
             os.write(2, b"Loading weights 0/272\\r272/272\\n")      # a C-level / fd write
             warnings.warn("some FutureWarning", FutureWarning)
             logging.getLogger("transformers").warning("a library warning")
-            terminal().print("step 1/4 reward 0.5")                 # our display
+            terminal.print("step 1/4 reward 0.5")                 # our display
         print("after")
     """)
     assert r.returncode == 0, r.stderr
@@ -45,8 +46,8 @@ def test_capture_output_verbose_echoes_and_errors_name_the_log(tmp_path):
     log = tmp_path / "x.log"
     r = _run_py(f"""
         import os
-        from mentor.display import capture_output
-        with capture_output({str(log)!r}, verbose=True):
+        from mentor.display import capture_output, terminal_console
+        with capture_output({str(log)!r}, echo=terminal_console().file):
             os.write(1, b"chatter line\\n")
         try:
             with capture_output({str(log)!r}):

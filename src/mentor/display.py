@@ -3,8 +3,8 @@
 - ``capture_output(log)``: for one stage, everything written to the process's stdout and
   stderr -- TRL's per-step dicts, transformers' load/save bars, warnings, datasets' map bars,
   even C-level output -- goes to a log file in the run directory (file-descriptor redirect, so
-  nothing slips past). ``terminal()`` still reaches the real terminal meanwhile; with
-  ``verbose=True`` the chatter is also echoed there.
+  nothing slips past). A ``terminal_console()`` made before still reaches the terminal; with
+  ``echo`` (``--verbose``) the chatter is also echoed there.
 - ``RunDisplay``: one rich display for a run: a row for the whole run (stages done, elapsed and
   an ETA from the stages' budgets, rescaled by how long finished stages really took) and a row
   for the current stage with its own measure (GRPO: reward, its components, invalid-call and
@@ -27,33 +27,30 @@ from typing import IO, Any
 
 from rich.console import Console
 
-_terminal: Console | None = None
-
-
-def terminal() -> Console:
-    """The console that reaches the user's terminal, also while a stage's output is captured."""
-    return _terminal or Console(stderr=True)
+def terminal_console() -> Console:
+    """A console on a duplicate of the current stderr: made before a stage's output is captured,
+    it keeps reaching the user's terminal while ``capture_output`` sends fds 1 and 2 to a log."""
+    fd = os.dup(2)
+    return Console(file=os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace"),
+                   force_terminal=_isatty(fd) or None)
 
 
 @contextlib.contextmanager
-def capture_output(log: str | os.PathLike, verbose: bool = False) -> Iterator[Path]:
+def capture_output(log: str | os.PathLike, echo: IO[str] | None = None) -> Iterator[Path]:
     """Send file descriptors 1 and 2 to ``log`` (appended) until the block ends.
 
-    Library chatter lands in the log; ``terminal()`` keeps writing to the real stderr. With
-    ``verbose`` the log is also echoed to the terminal as it is written. On an exception the
-    block's output stays in the log, and the exception propagates with the log's path noted."""
-    global _terminal
+    Library chatter lands in the log; a ``terminal_console()`` made before keeps writing to the
+    terminal. With ``echo`` (``--verbose``: the terminal console's file) the log is also echoed
+    there as it is written. On an exception the output stays in the log and the exception
+    propagates with the log's path added as a note."""
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     saved_out, saved_err = os.dup(1), os.dup(2)
-    term_file = os.fdopen(os.dup(saved_err), "w", buffering=1, encoding="utf-8", errors="replace")
-    previous = _terminal
-    _terminal = Console(file=term_file, force_terminal=_isatty(saved_err) or None)
     sink = open(log, "ab", buffering=0)  # noqa: SIM115 -- closed in finally
-    pump = _Echo(sink, term_file) if verbose else None
+    pump = _Echo(sink, echo) if echo is not None else None
     target = pump.write_fd if pump else sink.fileno()
     os.dup2(target, 1)
     os.dup2(target, 2)
@@ -74,8 +71,6 @@ def capture_output(log: str | os.PathLike, verbose: bool = False) -> Iterator[Pa
         if pump:
             pump.close()
         sink.close()
-        _terminal = previous
-        term_file.close()
 
 
 def _isatty(fd: int) -> bool:
@@ -154,16 +149,13 @@ class RunDisplay:
                  console: Console | None = None):
         self.stages = list(stages)
         self.budgets = {s: float((budgets or {}).get(s, 0.0)) for s in self.stages}
-        self.console = console
-        self.plain = plain if plain is not None else not (console or terminal()).is_terminal
+        self.console = console or terminal_console()
+        self.plain = plain if plain is not None else not self.console.is_terminal
         self.t0 = time.perf_counter()
         self.actual: dict[str, float] = {}
         self.estimated_done = 0.0
         self._progress = None
         self._run_task = None
-
-    def _console(self) -> Console:
-        return self.console or terminal()
 
     def __enter__(self) -> RunDisplay:
         return self
@@ -177,7 +169,7 @@ class RunDisplay:
             self._progress = None
 
     def print(self, text: str, markup: bool = False) -> None:
-        console = self._progress.console if self._progress is not None else self._console()
+        console = self._progress.console if self._progress is not None else self.console
         console.print(text, highlight=False, markup=markup, soft_wrap=True)
 
     # ------------------------------------------------------------ ETA
@@ -215,7 +207,7 @@ class RunDisplay:
                 TextColumn("{task.fields[measures]}"),
                 TimeElapsedColumn(),
                 TextColumn("ETA {task.fields[eta]}"),
-                console=self._console(),
+                console=self.console,
                 transient=False,
             )
             self._progress.start()
