@@ -6,11 +6,15 @@
 (ReCall-compatible: ``{"env", "call", "timeout"}`` -> ``{"ok", "output", "result", "error",
 "timed_out", ...}``) run in sandboxed worker processes (``mentor.serve.sandbox``).
 
-``/call`` and ``/batch`` run ``mentor.tools.execute_local``: the registry is the one
-definition of every tool, so the server and in-process execution answer identically. An
-invalid tool call is an answer (``ok: false`` with the executor's message); on ``/call`` its
-status is 404 (unknown tool) or 422 (invalid arguments or an execution error), so that plain
-HTTP clients see it too; ``/batch`` answers 200 with one result per call.
+``/call`` and ``/batch`` run ``mentor.tools.execute_local`` in the thread pool (never on the
+event loop): the registry is the one definition of every tool, so the server and in-process
+execution answer identically. An invalid tool call is an answer (``ok: false`` with the
+executor's message); on ``/call`` its status is 404 (unknown tool) or 422 (invalid arguments or
+an execution error), so that plain HTTP clients see it too; ``/batch`` answers 200 with one
+result per call.
+
+``/execute`` is admitted fairly per client address (``SandboxPool``); a full queue is a 429
+with ``Retry-After``; a job whose client disconnects is cancelled and its worker freed.
 """
 
 from __future__ import annotations
@@ -20,18 +24,18 @@ import os
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI
+from fastapi import Body, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, Field, StrictStr, ValidationError
 
-from mentor.serve.common import DEFAULT_MAX_BODY, error_response, harden
+from mentor.serve.common import DEFAULT_MAX_BODY, SafeJSONResponse, error_response, harden
 from mentor.serve.sandbox import SandboxBusy, SandboxLimits, SandboxPool
 from mentor.tools import ALL_TOOLS, Observation, execute_local, schemas, set_search_backend
 
 #: The most calls one ``/batch`` request may carry.
 MAX_BATCH = 4096
-#: Tools that block on I/O run in the thread pool; the math tools run on the event loop.
+#: Tools that block on I/O run each in its own thread; the others of a batch share one.
 _BLOCKING_TOOLS = frozenset({"wikipedia_search"})
 
 
@@ -61,13 +65,28 @@ class ExecuteResult(BaseModel):
     error: str | None = None
     timed_out: bool = False
     truncated: bool = False
+    cancelled: bool = False
     duration: float = 0.0
 
 
-async def _execute(name: str, arguments: Any) -> Observation:
-    if name in _BLOCKING_TOOLS:
-        return await run_in_threadpool(execute_local, name, arguments)
-    return execute_local(name, arguments)
+def _run_all(calls: list[CallRequest]) -> list[Observation]:
+    return [execute_local(c.name, c.arguments) for c in calls]
+
+
+async def _client_gone(request: Request) -> None:
+    """Return when the client disconnects (the request body has been read already)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _checked(report: dict[str, Any]) -> dict[str, Any]:
+    """The worker's report as the response model, or an error result (never a 500)."""
+    try:
+        return ExecuteResult.model_validate(report).model_dump()
+    except ValidationError:
+        return ExecuteResult(ok=False, error="the sandbox returned a malformed report").model_dump()
 
 
 def create_tools_app(
@@ -101,6 +120,7 @@ def create_tools_app(
         description="Executes the registry's tools over HTTP (and, when enabled, sandboxed Python).",
         version="1",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
     app.state.pool = pool
     harden(app, max_body=max_body, token=token)
@@ -109,7 +129,9 @@ def create_tools_app(
     async def health() -> dict[str, Any]:
         out: dict[str, Any] = {"status": "ok", "tools": len(ALL_TOOLS), "execute": pool is not None}
         if pool is not None:
-            out.update(workers=pool.size, jobs=pool.jobs, worker_restarts=pool.restarts)
+            out.update(workers=pool.size, jobs=pool.jobs, worker_restarts=pool.restarts, waiting=pool.waiting,
+                       cancelled=pool.cancelled, refused=pool.refused, per_client_running=pool.per_client_running,
+                       isolation=pool.isolation)
         return out
 
     @app.get("/tools")
@@ -123,36 +145,49 @@ def create_tools_app(
                    422: {"model": CallResult, "description": "invalid call"}},
     )
     async def call(req: CallRequest) -> JSONResponse:
-        obs = await _execute(req.name, req.arguments)
+        obs = await run_in_threadpool(execute_local, req.name, req.arguments)
         status = 200 if obs.ok else (404 if req.name not in ALL_TOOLS else 422)
-        return JSONResponse(status_code=status, content=obs.to_dict())
+        return SafeJSONResponse(status_code=status, content=obs.to_dict())
 
     @app.post("/batch", response_model=list[CallResult])
     async def batch(
         calls: Annotated[list[CallRequest], Body(max_length=MAX_BATCH, description="Calls, answered in order.")],
     ) -> list[dict[str, Any]]:
         results: list[Observation | None] = [None] * len(calls)
-        pending = []
-        for i, c in enumerate(calls):
-            if c.name in _BLOCKING_TOOLS:
-                pending.append((i, run_in_threadpool(execute_local, c.name, c.arguments)))
-            else:
-                results[i] = execute_local(c.name, c.arguments)
-        if pending:
-            done = await asyncio.gather(*(p for _, p in pending))
-            for (i, _), obs in zip(pending, done, strict=True):
-                results[i] = obs
+        blocking = [i for i, c in enumerate(calls) if c.name in _BLOCKING_TOOLS]
+        quick = [i for i, c in enumerate(calls) if c.name not in _BLOCKING_TOOLS]
+        jobs = [run_in_threadpool(_run_all, [calls[i] for i in quick])]
+        jobs += [run_in_threadpool(execute_local, calls[i].name, calls[i].arguments) for i in blocking]
+        done = await asyncio.gather(*jobs)
+        for i, obs in zip(quick, done[0], strict=True):
+            results[i] = obs
+        for i, obs in zip(blocking, done[1:], strict=True):
+            results[i] = obs
         return [r.to_dict() for r in results if r is not None]
 
     @app.post("/execute", response_model=ExecuteResult, responses={404: {}, 429: {}})
-    async def execute_code(req: ExecuteRequest) -> Any:
+    async def execute_code(req: ExecuteRequest, request: Request) -> Any:
         if pool is None:
             return error_response(404, "/execute is disabled; start the server with --enable-execute")
         if len(req.env) + len(req.call) > pool.limits.max_code_chars:
             return error_response(413, f"code too long (the limit is {pool.limits.max_code_chars} characters)")
+        client = request.client.host if request.client else "-"
+        job = asyncio.ensure_future(pool.run(req.env, req.call, req.timeout, client=client))
+        gone = asyncio.ensure_future(_client_gone(request))
         try:
-            return await pool.run(req.env, req.call, req.timeout)
+            await asyncio.wait({job, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not job.done():  # the client went away (or this handler was cancelled): cancel its job
+                job.cancel()
+            gone.cancel()
+        try:
+            return _checked(await job)
+        except asyncio.CancelledError:
+            if not gone.cancelled() and gone.done():
+                return error_response(499, "client closed the request; its job was cancelled")
+            raise
         except SandboxBusy as e:
-            return error_response(429, f"sandbox busy: {e}; retry later")
+            return error_response(429, f"sandbox busy: {e}; retry later",
+                                  headers={"Retry-After": str(max(1, round(e.retry_after)))})
 
     return app
