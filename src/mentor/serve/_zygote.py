@@ -436,7 +436,10 @@ def supervise(worker, job, frames):
     os.close(w)
     deadline = start + timeout
     data, timed_out, too_big, cancelled, server_gone = bytearray(), False, False, False, False
-    while True:
+    msg = frames.take()  # a cancel may have arrived in the same read as the job
+    if isinstance(msg, dict) and msg.get("cancel"):
+        cancelled = True
+    while not cancelled:
         remain = deadline - time.monotonic()
         if remain <= 0:
             timed_out = True

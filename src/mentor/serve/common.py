@@ -22,9 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Default cap on a request body (bytes). ``/batch`` of ~4,000 math calls fits.
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
-#: Seconds a client may take to send a request's headers, and then between two body chunks.
-HEADER_TIMEOUT = 10.0
-BODY_TIMEOUT = 10.0
+#: Seconds a client may take to send a request's headers, and then between two body chunks
+#: ($MENTOR_HTTP_HEADER_TIMEOUT, $MENTOR_HTTP_BODY_TIMEOUT).
+HEADER_TIMEOUT = float(os.environ.get("MENTOR_HTTP_HEADER_TIMEOUT") or 10.0)
+BODY_TIMEOUT = float(os.environ.get("MENTOR_HTTP_BODY_TIMEOUT") or 10.0)
 
 
 class BodyTooLarge(Exception):
@@ -93,22 +94,25 @@ class BodyLimitMiddleware:
     """Refuse bodies above ``max_body`` bytes with 413: by ``Content-Length`` before reading,
     and by counting while reading (chunked uploads)."""
 
-    def __init__(self, app: ASGIApp, max_body: int = DEFAULT_MAX_BODY, body_timeout: float = BODY_TIMEOUT):
-        self.app, self.max_body, self.body_timeout = app, max_body, body_timeout
+    def __init__(self, app: ASGIApp, max_body: int = DEFAULT_MAX_BODY, body_timeout: float = BODY_TIMEOUT,
+                 path_limits: dict[str, int] | None = None):
+        self.app, self.default_max, self.body_timeout = app, max_body, body_timeout
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_body = self.path_limits.get(scope.get("path", ""), self.default_max)
         for key, value in scope.get("headers", []):
             if key == b"content-length":
                 try:
                     length = int(value)
                 except ValueError:
                     length = -1
-                if length < 0 or length > self.max_body:
+                if length < 0 or length > max_body:
                     msg = (
-                        f"request body too large ({length} bytes; the limit is {self.max_body})"
+                        f"request body too large ({length} bytes; the limit is {max_body} for {scope.get('path')})"
                         if length >= 0
                         else "invalid Content-Length header"
                     )
@@ -127,8 +131,8 @@ class BodyLimitMiddleware:
                 raise BodyTimeout(self.body_timeout) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise BodyTooLarge(self.max_body)
+                if seen > max_body:
+                    raise BodyTooLarge(max_body)
                 complete = not message.get("more_body", False)
             else:
                 complete = True
@@ -183,7 +187,7 @@ _TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "function-a
 
 
 def harden(app: FastAPI, *, max_body: int = DEFAULT_MAX_BODY, token: str | None = None,
-           open_paths: tuple[str, ...] = ("/health",)) -> FastAPI:
+           open_paths: tuple[str, ...] = ("/health",), path_limits: dict[str, int] | None = None) -> FastAPI:
     """Install JSON error handlers, the body cap and (with ``token``) bearer auth on ``app``."""
 
     @app.exception_handler(RequestValidationError)
@@ -216,7 +220,7 @@ def harden(app: FastAPI, *, max_body: int = DEFAULT_MAX_BODY, token: str | None 
 
     if token:
         app.add_middleware(BearerAuthMiddleware, token=token, open_paths=open_paths)
-    app.add_middleware(BodyLimitMiddleware, max_body=max_body)
+    app.add_middleware(BodyLimitMiddleware, max_body=max_body, path_limits=path_limits)
     return app
 
 

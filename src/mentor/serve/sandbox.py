@@ -75,6 +75,8 @@ class _Worker:
         self.slot, self.proc = slot, proc
         self.jobs = 0
         self.busy = False
+        self.sent = False  # the current job was handed to the worker process
+        self.cancel_requested = False
         self.isolation: dict[str, Any] = {}
 
     @property
@@ -102,9 +104,12 @@ class _Worker:
         return obj
 
     def cancel(self) -> None:
-        """Ask the worker to kill the running job now (its client went away)."""
-        with contextlib.suppress(Exception):
-            self.send({"cancel": True})
+        """Ask the worker to kill the running job now (its client went away); a job not yet
+        handed over is never sent."""
+        self.cancel_requested = True
+        if self.sent:
+            with contextlib.suppress(Exception):
+                self.send({"cancel": True})
 
     async def stop(self) -> None:
         """Close stdin (the worker exits on EOF); kill it if it does not within a second."""
@@ -246,6 +251,14 @@ class SandboxPool:
     def waiting(self) -> int:
         return self._waiting
 
+    @property
+    def running(self) -> int:
+        return sum(self._running.values())
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
     def _dispatch(self) -> None:
         """Hand idle workers to waiting jobs: clients in round-robin order, each below its cap."""
         while self._idle and self._rr:
@@ -282,7 +295,7 @@ class SandboxPool:
         return None
 
     def _release(self, worker: _Worker, client: str) -> None:
-        worker.busy = False
+        worker.busy = worker.sent = worker.cancel_requested = False
         self._running[client] -= 1
         if self._running[client] <= 0:
             del self._running[client]
@@ -374,8 +387,11 @@ class SandboxPool:
     async def _run_with_retry(self, holder: list[_Worker], job: dict[str, Any], start: float) -> dict[str, Any]:
         for attempt in (0, 1):
             worker = holder[0]
+            if worker.cancel_requested:
+                return _failure("cancelled: the client went away before the job started", start, cancelled=True)
             try:
                 worker.send(job)
+                worker.sent = True
                 report = await worker.recv(job["timeout"] + 5.0)
             except asyncio.TimeoutError:
                 await worker.kill()  # _release starts a new worker in its slot
@@ -390,6 +406,7 @@ class SandboxPool:
                     try:
                         holder[0] = await self._spawn(worker.slot)
                         holder[0].busy = True
+                        holder[0].cancel_requested = worker.cancel_requested
                         continue
                     except WorkerFailed:
                         pass

@@ -35,6 +35,9 @@ from mentor.tools import ALL_TOOLS, Observation, execute_local, schemas, set_sea
 
 #: The most calls one ``/batch`` request may carry.
 MAX_BATCH = 4096
+#: Cap on a ``/call`` body: one call never needs more (``sum_numbers``' 10,000 numbers fit), and
+#: parsing JSON holds the event loop (~25 ms per MiB), so bigger bodies are refused unread.
+MAX_CALL_BODY = 512 * 1024
 #: Tools that block on I/O run each in its own thread; the others of a batch share one.
 _BLOCKING_TOOLS = frozenset({"wikipedia_search"})
 
@@ -123,13 +126,13 @@ def create_tools_app(
         default_response_class=SafeJSONResponse,
     )
     app.state.pool = pool
-    harden(app, max_body=max_body, token=token)
+    harden(app, max_body=max_body, token=token, path_limits={"/call": min(MAX_CALL_BODY, max_body)})
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         out: dict[str, Any] = {"status": "ok", "tools": len(ALL_TOOLS), "execute": pool is not None}
         if pool is not None:
-            out.update(workers=pool.size, jobs=pool.jobs, worker_restarts=pool.restarts, waiting=pool.waiting,
+            out.update(workers=pool.size, jobs=pool.jobs, worker_restarts=pool.restarts, waiting=pool.waiting, running=pool.running, idle=pool.idle,
                        cancelled=pool.cancelled, refused=pool.refused, per_client_running=pool.per_client_running,
                        isolation=pool.isolation)
         return out
