@@ -97,6 +97,13 @@ def _umount(target):
     _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount {target}")
 
 
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+
 class _MountAttr(ctypes.Structure):
     _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
@@ -177,6 +184,16 @@ class Worker:
             # clone that asks for new namespaces (CLONE_NEWUSER and friends) is refused.
             ns_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | 0x10000000
             f.add_rule(_seccomp.ERRNO(errno.EPERM), "clone", _seccomp.Arg(0, _seccomp.MASKED_EQ, ns_flags, 0x10000000))
+            # Compile the filter once (libseccomp builds the BPF program); each job then installs
+            # the program with one prctl() instead of rebuilding it (~1 ms per job saved).
+            with os.fdopen(os.memfd_create("mentor-seccomp-bpf"), "w+b") as tmp:  # the root is read-only
+                f.export_bpf(tmp)
+                tmp.seek(0)
+                code = tmp.read()
+            if not code or len(code) % 8:
+                raise ValueError("libseccomp exported no BPF program")
+            self._bpf = ctypes.create_string_buffer(code, len(code))
+            self._prog = _SockFprog(len(code) // 8, ctypes.cast(self._bpf, ctypes.c_void_p))
             self.isolation["seccomp"] = True
             return f
         except Exception as e:  # noqa: BLE001
@@ -332,7 +349,8 @@ def run_job(worker, job, wfd, scratch):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(wfd + 1, 16), max(wfd + 1, 16)))
         if worker.filter is not None:
-            worker.filter.load()
+            _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(worker._prog), 0, 0),
+                   "prctl(PR_SET_SECCOMP)")
         elif job.get("require_seccomp"):
             raise RuntimeError("seccomp is required but unavailable")
     except Exception as e:  # noqa: BLE001 - refuse to run unconfined

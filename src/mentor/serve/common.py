@@ -126,8 +126,9 @@ class BodyLimitMiddleware:
             if complete:  # after the body: waiting for a disconnect needs no timeout
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.body_timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.body_timeout):  # no extra task, unlike wait_for
+                    message = await receive()
+            except TimeoutError:
                 raise BodyTimeout(self.body_timeout) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))

@@ -56,6 +56,7 @@ class SandboxLimits:
     per_client_running: int | None = None  # None: workers - max(1, workers // 4)
     max_queue_wait: float = 20.0  # seconds a job may wait for a worker before a 429
     namespaces: bool = True  # use Linux namespaces when running as root and the kernel allows
+    require_seccomp: bool = True  # refuse to start when the seccomp filter cannot be installed
 
 
 class SandboxBusy(RuntimeError):
@@ -231,6 +232,11 @@ class SandboxPool:
 
     async def start(self) -> None:
         first = await self._spawn(0)
+        if self.limits.require_seccomp and not first.isolation.get("seccomp"):
+            await first.stop()
+            raise RuntimeError("the /execute sandbox cannot install its seccomp filter on this machine "
+                               f"({'; '.join(first.isolation.get('notes') or []) or 'unknown reason'}); "
+                               "install libseccomp2 and pyseccomp, or pass SandboxLimits(require_seccomp=False)")
         rest = await asyncio.gather(*(self._spawn(i) for i in range(1, self.size)))
         self._idle = [first, *rest]
         self._started = True
@@ -359,6 +365,7 @@ class SandboxPool:
             "output_cap": lim.output_cap,
             "result_cap": lim.result_cap,
             "file_bytes": lim.file_bytes,
+            "require_seccomp": lim.require_seccomp,
         }
 
     async def run(self, env: str, call: str = "", timeout: float | None = None, *, client: str = "-") -> dict[str, Any]:

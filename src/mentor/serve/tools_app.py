@@ -184,7 +184,7 @@ def create_tools_app(
                 job.cancel()
             gone.cancel()
         try:
-            return _checked(await job)
+            return SafeJSONResponse(_checked(await job))  # already checked: skip the response model
         except asyncio.CancelledError:
             if not gone.cancelled() and gone.done():
                 return error_response(499, "client closed the request; its job was cancelled")
