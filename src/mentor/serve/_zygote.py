@@ -539,6 +539,10 @@ def main():
     config = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     worker = Worker(config)
     frames = FrameReader(0)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the worker's objects stay out of the jobs' collections: fewer copy-on-write faults
     write_frame(1, {"ready": True, "isolation": worker.isolation})
     while True:
         try:

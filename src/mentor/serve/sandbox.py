@@ -143,7 +143,7 @@ class SandboxPool:
     def __init__(self, size: int | None = None, limits: SandboxLimits | None = None):
         # More workers than cores: one client may hold only some of them (fair admission),
         # and an idle worker costs only memory.
-        self.size = max(2, size or max(4, 2 * (os.cpu_count() or 1)))
+        self.size = max(2, size or max(4, min(16, 2 * (os.cpu_count() or 1))))
         self.limits = limits or SandboxLimits()
         cap = self.limits.per_client_running
         self.per_client_running = max(1, cap if cap else self.size - max(1, self.size // 4))
