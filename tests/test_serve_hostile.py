@@ -440,16 +440,19 @@ def test_big_bodies_do_not_stall_good_calls(server, good):
 # ------------------------------------------------------------------ 6. the smaller findings
 
 
+JSON = {"content-type": "application/json"}
+
+
 def test_lone_surrogates_are_json_not_500(server, good):
-    r = good.post("/call", content=b'{"name": "\\ud800", "arguments": {}}', headers={"content-type": "application/json"})
+    r = good.post("/call", content=b'{"name": "\\ud800", "arguments": {}}', headers=JSON)
     assert_json_error(r, 422)
     r = good.post("/call", content=b'{"name": "add", "arguments": {"\\udc80": 1}}',
                   headers={"content-type": "application/json"})
     assert "unexpected argument" in assert_json_error(r, 422)
-    r = good.post("/call", content=b'{"name": "add\\ud800", "arguments": {}}', headers={"content-type": "application/json"})
+    r = good.post("/call", content=b'{"name": "add\\ud800", "arguments": {}}', headers=JSON)
     assert_json_error(r, 422)
     # Lone surrogates in the code itself: Python cannot compile them; a clear job error.
-    r = good.post("/execute", content=b'{"env": "", "call": "\'\\ud800\'"}', headers={"content-type": "application/json"})
+    r = good.post("/execute", content=b'{"env": "", "call": "\'\\ud800\'"}', headers=JSON)
     assert r.status_code == 200 and not r.json()["ok"] and "UnicodeEncodeError" in r.json()["error"]
     # Lone surrogates made by the code, in its result and its output: they come back intact.
     r = good.post("/execute", json={"env": "print('\\udfff')", "call": "'\\ud800' + 'x'"})

@@ -132,7 +132,8 @@ def create_tools_app(
     async def health() -> dict[str, Any]:
         out: dict[str, Any] = {"status": "ok", "tools": len(ALL_TOOLS), "execute": pool is not None}
         if pool is not None:
-            out.update(workers=pool.size, jobs=pool.jobs, worker_restarts=pool.restarts, waiting=pool.waiting, running=pool.running, idle=pool.idle,
+            out.update(workers=pool.size, jobs=pool.jobs, worker_restarts=pool.restarts, waiting=pool.waiting,
+                       running=pool.running, idle=pool.idle,
                        cancelled=pool.cancelled, refused=pool.refused, per_client_running=pool.per_client_running,
                        isolation=pool.isolation)
         return out
