@@ -1,6 +1,7 @@
 """Load benchmark of the tool server and the retriever (loopback only, bounded, stops by itself).
 
     python benchmarks/bench_servers.py [--calls 1500] [--seconds 10] [--dense] [--out FILE]
+                                       [--previous-src DIR]
 
 Tool server: calls/s and p50/p99 latency of ``POST /call`` at 1, 16 and 64 concurrent clients
 and of ``POST /batch`` (64 calls per request), and of sandboxed ``POST /execute``, beside two
@@ -9,6 +10,10 @@ naive baselines defined in this file and started as their own processes:
 * ``exec``: runs the posted code with ``exec`` inside the server process (as the execution
   server of ReCall, which the paper builds on, does): fast, no isolation;
 * ``subprocess``: starts a fresh ``python`` per call.
+
+With ``--previous-src DIR`` (a ``src/`` directory of another checkout, e.g. ``git archive
+4487145 src | tar -x -C /tmp/prev``), that version's sandboxed ``/execute`` is measured too, so the
+cost of a change to the sandbox is seen side by side on the same machine and load.
 
 Then one infinite loop is posted to each server, and a good call is timed right after it.
 
@@ -138,6 +143,7 @@ async def _load(url: str, path: str, payloads, concurrency: int, max_requests: i
         "calls_per_s": round(len(lat) * calls_per_request / elapsed, 1),
         "p50_ms": round(1000 * _pct(lat, 0.50), 2),
         "p99_ms": round(1000 * _pct(lat, 0.99), 2),
+        "_lat": lat,
     }
 
 
@@ -181,6 +187,29 @@ def _after_infinite_loop(url: str, path: str, loop_body: dict, good_path: str, g
 # --------------------------------------------------------------------------- benchmark
 
 
+def httpx_health(url: str) -> dict[str, Any]:
+    import httpx
+
+    return httpx.get(url + "/health", timeout=10).json()
+
+
+def _merge(parts: list[dict[str, Any]], calls_per_request: int = 1) -> dict[str, Any]:
+    """One row from several rounds of the same measurement."""
+    lat = [x for p in parts for x in p["_lat"]]
+    elapsed = sum(p["seconds"] for p in parts)
+    return {
+        "concurrency": parts[0]["concurrency"],
+        "requests": len(lat),
+        "calls": len(lat) * calls_per_request,
+        "errors": sum(p["errors"] for p in parts),
+        "seconds": round(elapsed, 3),
+        "calls_per_s": round(len(lat) * calls_per_request / elapsed, 1),
+        "p50_ms": round(1000 * _pct(lat, 0.50), 2),
+        "p99_ms": round(1000 * _pct(lat, 0.99), 2),
+        "rounds": len(parts),
+    }
+
+
 def bench_tools(args) -> dict[str, Any]:
     from mentor.generation.server import ServerProcess
 
@@ -190,8 +219,9 @@ def bench_tools(args) -> dict[str, Any]:
     n, secs = args.calls, args.seconds
 
     def add(server, endpoint, res, note=""):
+        res = {k: v for k, v in res.items() if not k.startswith("_")}
         rows.append({"server": server, "endpoint": endpoint, **res, "note": note})
-        print(f"  {server:<22} {endpoint:<9} c={res['concurrency']:<3} {res['calls_per_s']:>9} calls/s "
+        print(f"  {server:<26} {endpoint:<9} c={res['concurrency']:<3} {res['calls_per_s']:>9} calls/s "
               f"p50 {res['p50_ms']} ms  p99 {res['p99_ms']} ms  errors {res['errors']}", flush=True)
 
     ok_call = lambda b: b.get("ok") and b.get("content") is not None  # noqa: E731
@@ -203,30 +233,49 @@ def bench_tools(args) -> dict[str, Any]:
         for c in (1, 4):
             add("mentor", "/batch", load(srv.url, "/batch", batch, c, max(n // 64, 8), secs, calls_per_request=64),
                 "64 calls per request")
-        for c in (1, 16, 64):
-            add("mentor (sandboxed)", "/execute", load(srv.url, "/execute", _exec, c, n, secs, check=ok_exec))
-        inc = _after_infinite_loop(srv.url, "/execute", {"env": "while True: pass", "timeout": 2},
+
+    # /execute: every server runs at once and the measurements are interleaved in rounds, so
+    # that load from other work on a shared machine falls on all of them alike.
+    servers = {"mentor (sandboxed)": (["serve", "tools", "--enable-execute"], None, {})}
+    if args.previous_src:
+        servers["previous sandbox"] = (["serve", "tools", "--enable-execute"], None,
+                                       {"PYTHONPATH": str(args.previous_src.resolve())})
+    servers["baseline: in-process exec"] = (["--serve-baseline", "exec"], me, {})
+    servers["baseline: subprocess/call"] = (["--serve-baseline", "subprocess"], me, {})
+    rounds = max(1, args.rounds)
+    procs = {name: ServerProcess.start(a, command=cmd, env=env) for name, (a, cmd, env) in servers.items()}
+    try:
+        parts: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for _ in range(rounds):
+            for name, srv in procs.items():
+                budget = max(n // 5, 50) if "subprocess" in name else n
+                for c in (1, 16, 64):
+                    parts.setdefault((name, c), []).append(
+                        load(srv.url, "/execute", _exec, c, max(1, budget // rounds), secs / rounds, check=ok_exec))
+        for name in procs:
+            for c in (1, 16, 64):
+                add(name, "/execute", _merge(parts[(name, c)]), f"{rounds} interleaved rounds")
+        sandbox = procs["mentor (sandboxed)"]
+        health = httpx_health(sandbox.url)
+        for r in rows:
+            if r["server"] == "mentor (sandboxed)":
+                r["isolation"] = health.get("isolation")
+
+        inc = _after_infinite_loop(sandbox.url, "/execute", {"env": "while True: pass", "timeout": 2},
                                    "/call", _call(1))
-        inc2 = _after_infinite_loop(srv.url, "/execute", {"env": "while True: pass", "timeout": 2},
+        inc2 = _after_infinite_loop(sandbox.url, "/execute", {"env": "while True: pass", "timeout": 2},
                                     "/execute", _exec(1), wait=10)
         time.sleep(2.5)
-        alive = srv.alive()
         incidents.append({"server": "mentor (sandboxed)", **inc, "good_execute_after_loop": inc2,
-                          "server_alive_after": alive})
-    with ServerProcess.start(["--serve-baseline", "exec"], command=me) as srv:
-        for c in (1, 16, 64):
-            add("baseline: in-process exec", "/execute", load(srv.url, "/execute", _exec, c, n, secs, check=ok_exec))
-        inc = _after_infinite_loop(srv.url, "/execute", {"env": "while True: pass", "timeout": 2},
-                                   "/execute", _exec(1))
-        incidents.append({"server": "baseline: in-process exec", **inc, "server_alive_after": srv.alive(),
-                          "note": "process stays alive but hung; killed by the benchmark"})
-    with ServerProcess.start(["--serve-baseline", "subprocess"], command=me) as srv:
-        for c in (1, 16, 64):
-            add("baseline: subprocess/call", "/execute",
-                load(srv.url, "/execute", _exec, c, max(n // 5, 50), secs, check=ok_exec))
-        inc = _after_infinite_loop(srv.url, "/execute", {"env": "while True: pass", "timeout": 2},
-                                   "/execute", _exec(1))
-        incidents.append({"server": "baseline: subprocess/call", **inc, "server_alive_after": srv.alive()})
+                          "server_alive_after": sandbox.alive()})
+        for name in ("baseline: in-process exec", "baseline: subprocess/call"):
+            srv = procs[name]
+            inc = _after_infinite_loop(srv.url, "/execute", {"env": "while True: pass", "timeout": 2},
+                                       "/execute", _exec(1))
+            incidents.append({"server": name, **inc, "server_alive_after": srv.alive()})
+    finally:
+        for srv in procs.values():
+            srv.stop(timeout=3)
     return {"rows": rows, "infinite_loop": incidents}
 
 
@@ -306,6 +355,8 @@ def main(argv=None) -> None:
     p.add_argument("--hotpot", type=Path, default=HOTPOT)
     p.add_argument("--dense", action="store_true", help="also benchmark the dense index (needs mentor[dense])")
     p.add_argument("--skip-retriever", action="store_true")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the /execute comparison")
+    p.add_argument("--previous-src", type=Path, help="also measure /execute of the mentor under this src/ directory")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "bench_servers.json")
     p.add_argument("--serve-baseline", choices=["exec", "subprocess"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -323,7 +374,8 @@ def main(argv=None) -> None:
     result: dict[str, Any] = run_metadata({k: str(v) for k, v in vars(args).items()})
     import os
 
-    result["machine"] = {"cpus": os.cpu_count(), "note": "client and servers share the machine (loopback)"}
+    result["machine"] = {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
+                         "note": "client and servers share the machine (loopback)"}
     print("tool server and baselines:", flush=True)
     result["tools"] = bench_tools(args)
     result["retriever"] = {"rows": []}
@@ -331,6 +383,7 @@ def main(argv=None) -> None:
         print("retriever:", flush=True)
         result["retriever"] = bench_retriever(args)
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    result["machine"]["loadavg_end"] = os.getloadavg()
     print_tables(result)
     write_json(args.out, result)
     print(f"wrote {args.out} ({result['seconds']} s)")

@@ -12,7 +12,9 @@ corpus checksum matches, and otherwise builds and saves one.
 
 API: ``GET /health``; ``POST /search`` ``{"query", "top_n"}`` -> ``{"passages": [{"title",
 "text", "score", "id"}]}``; ``POST /batch_search`` ``{"queries", "top_n"}`` -> ``{"results":
-[[...], ...]}`` in query order.
+[[...], ...]}`` in query order. An answer larger than ``max_response`` bytes (8 MiB) is refused
+with 413 (and ``/batch_search`` asking for more than ``MAX_RESULTS`` passages is refused before
+any search).
 """
 
 from __future__ import annotations
@@ -27,12 +29,16 @@ from typing import Annotated, Any
 from fastapi import FastAPI
 from pydantic import BaseModel, Field, StringConstraints
 
-from mentor.serve.common import DEFAULT_MAX_BODY, harden
+from mentor.serve.common import DEFAULT_MAX_BODY, SafeJSONResponse, error_response, harden
 from mentor.tools.search import InMemoryBM25, Passage, load_passages, save_passages
 
 INDEX_KINDS = ("bm25", "dense")
 MAX_TOP_N = 100
 MAX_QUERIES = 1024
+#: The most passages one ``/batch_search`` may ask for (queries x top_n).
+MAX_RESULTS = 20_000
+#: Default cap on one answer's size (bytes of JSON, estimated before encoding).
+DEFAULT_MAX_RESPONSE = 8 * 1024 * 1024
 
 
 def default_embedding_model() -> str:
@@ -219,11 +225,33 @@ def _out(passages: list[Passage]) -> list[dict[str, Any]]:
     return [{"title": p.title, "text": p.text, "score": p.score, "id": p.id} for p in passages]
 
 
+def _size(passages: list[Passage]) -> int:
+    """An upper-bound-ish estimate of the passages' JSON size (bytes), without encoding them."""
+    return sum(4 * (len(p.title) + len(p.text) + len(p.id)) + 64 for p in passages)
+
+
+class ResponseTooLarge(Exception):
+    pass
+
+
 def create_retriever_app(index: InMemoryBM25 | DenseIndex, info: dict[str, Any] | None = None, *,
-                         max_body: int = DEFAULT_MAX_BODY, token: str | None = None) -> FastAPI:
+                         max_body: int = DEFAULT_MAX_BODY, token: str | None = None,
+                         max_response: int = DEFAULT_MAX_RESPONSE) -> FastAPI:
     info = dict(info or {})
-    app = FastAPI(title="mentor retriever", description="BM25 / dense passage retrieval over a corpus.", version="1")
+    app = FastAPI(title="mentor retriever", description="BM25 / dense passage retrieval over a corpus.", version="1",
+                  default_response_class=SafeJSONResponse)
     harden(app, max_body=max_body, token=token)
+
+    @app.exception_handler(ResponseTooLarge)
+    async def _too_large(request, exc: ResponseTooLarge):
+        return error_response(413, str(exc))
+
+    def bounded(results: list[list[Passage]]) -> list[list[Passage]]:
+        size = sum(_size(r) for r in results)
+        if size > max_response:
+            raise ResponseTooLarge(f"the answer would be about {size} bytes, over the limit of {max_response}: "
+                                   "ask for fewer queries or a smaller top_n")
+        return results
     kind = "dense" if isinstance(index, DenseIndex) else "bm25"
 
     @app.get("/health")
@@ -234,10 +262,13 @@ def create_retriever_app(index: InMemoryBM25 | DenseIndex, info: dict[str, Any] 
     # Sync handlers: FastAPI runs them in its thread pool, so the event loop stays free.
     @app.post("/search", response_model=SearchResponse)
     def search(req: SearchRequest) -> dict[str, Any]:
-        return {"passages": _out(index.search(req.query, req.top_n))}
+        return {"passages": _out(bounded([index.search(req.query, req.top_n)])[0])}
 
-    @app.post("/batch_search", response_model=BatchSearchResponse)
-    def batch_search(req: BatchSearchRequest) -> dict[str, Any]:
-        return {"results": [_out(r) for r in index.search_many(req.queries, req.top_n)]}
+    @app.post("/batch_search", response_model=BatchSearchResponse, responses={413: {}})
+    def batch_search(req: BatchSearchRequest) -> Any:
+        if len(req.queries) * req.top_n > MAX_RESULTS:
+            return error_response(413, f"{len(req.queries)} queries x top_n {req.top_n} asks for more than "
+                                       f"{MAX_RESULTS} passages; send fewer queries per request")
+        return {"results": [_out(r) for r in bounded(index.search_many(req.queries, req.top_n))]}
 
     return app

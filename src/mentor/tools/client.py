@@ -2,7 +2,7 @@
 
 ``call_remote(url, name, arguments)`` makes one call (``POST /call``); ``call_remote_batch(url,
 calls)`` sends many in one request (``POST /batch``) and returns their observations in order.
-``mentor.tools.Executor(tool_server=url)`` is the usual way in. A token for a server started with ``--token`` is read from ``$MENTOR_TOOL_TOKEN``.
+``mentor.tools.Executor(tool_server=url)`` is the usual way in. A bearer token (for a server started with ``--token-file`` or ``$MENTOR_TOOL_TOKEN``) is read from ``$MENTOR_TOOL_TOKEN``.
 Transport failures become ``ok=False`` observations: nothing raises out of these functions.
 """
 
@@ -65,13 +65,45 @@ def call_remote(url: str, name: Any, arguments: Any) -> Observation:
         body = r.json()
     except ValueError:
         return Observation.failure(f"tool server at {url} answered {r.status_code} with a non-JSON body")
-    if not isinstance(body, dict) or "ok" not in body:
+    if not isinstance(body, dict) or not isinstance(body.get("ok"), bool):
         return Observation.failure(_error_of(url, r))
-    return Observation(ok=bool(body["ok"]), content=str(body.get("content", "")), error=body.get("error"))
+    return _observation(body)
 
 
-def call_remote_batch(url: str, calls: Sequence[tuple[Any, Any]], chunk: int = 1024) -> list[Observation]:
-    """Many ``(name, arguments)`` calls through ``POST /batch``; observations in order."""
+#: Bytes of JSON per ``/batch`` request: below the server's 2 MiB body cap with room to spare.
+BATCH_BYTES = 1536 * 1024
+
+
+def _observation(item: Any) -> Observation:
+    """One result of a ``/batch`` answer; anything but ``{"ok": bool, ...}`` is a failure."""
+    if not isinstance(item, dict) or not isinstance(item.get("ok"), bool):
+        return Observation.failure(f"tool server answered with a malformed result ({str(item)[:100]})")
+    error = item.get("error")
+    return Observation(ok=item["ok"], content=str(item.get("content", "")),
+                       error=error if isinstance(error, str) or error is None else str(error))
+
+
+def _chunks(payloads: list[bytes], chunk: int, max_bytes: int) -> list[list[int]]:
+    """Indices of ``payloads`` grouped so that each group has at most ``chunk`` calls and its
+    JSON list at most ``max_bytes`` bytes (a call larger than that on its own is a group of one)."""
+    groups: list[list[int]] = []
+    size = 0
+    for i, p in enumerate(payloads):
+        if not groups or len(groups[-1]) >= chunk or size + len(p) + 1 > max_bytes:
+            groups.append([])
+            size = 1
+        groups[-1].append(i)
+        size += len(p) + 1
+    return groups
+
+
+def call_remote_batch(url: str, calls: Sequence[tuple[Any, Any]], chunk: int = 1024,
+                      max_bytes: int = BATCH_BYTES) -> list[Observation]:
+    """Many ``(name, arguments)`` calls through ``POST /batch``; observations in order. Requests
+    are split by size (at most ``max_bytes`` of JSON) and count (``chunk``); malformed answers
+    become ``ok=False`` observations, never exceptions."""
+    import json
+
     import httpx
 
     out: list[Observation | None] = [None] * len(calls)
@@ -79,11 +111,18 @@ def call_remote_batch(url: str, calls: Sequence[tuple[Any, Any]], chunk: int = 1
     for i, (n, a) in enumerate(calls):
         if not _sendable(n, a):
             out[i] = execute_local(n, a)
-    for start in range(0, len(send), chunk):
-        part = send[start : start + chunk]
-        payload = [{"name": calls[i][0], "arguments": calls[i][1]} for i in part]
+    payloads: list[bytes] = []
+    for i in list(send):
         try:
-            r = _client(url).post("/batch", json=payload)
+            payloads.append(json.dumps({"name": calls[i][0], "arguments": calls[i][1]}).encode("utf-8"))
+        except (TypeError, ValueError, UnicodeEncodeError):  # not JSON-able: answered in-process
+            out[i] = execute_local(*calls[i])
+            send.remove(i)
+    for group in _chunks(payloads, chunk, max_bytes):
+        part = [send[g] for g in group]
+        content = b"[" + b",".join(payloads[g] for g in group) + b"]"
+        try:
+            r = _client(url).post("/batch", content=content, headers={"content-type": "application/json"})
             body = r.json() if r.status_code == 200 else None
             error = None if isinstance(body, list) and len(body) == len(part) else _error_of(url, r)
         except httpx.HTTPError as e:
@@ -91,10 +130,5 @@ def call_remote_batch(url: str, calls: Sequence[tuple[Any, Any]], chunk: int = 1
         except ValueError:
             body, error = None, f"tool server at {url} answered with a non-JSON body"
         for j, i in enumerate(part):
-            if error is not None:
-                out[i] = Observation.failure(error)
-            else:
-                item = body[j]
-                out[i] = Observation(ok=bool(item["ok"]), content=str(item.get("content", "")),
-                                     error=item.get("error"))
+            out[i] = Observation.failure(error) if error is not None else _observation(body[j])
     return [o if o is not None else Observation.failure("no result") for o in out]

@@ -85,6 +85,8 @@ def _coerce(param: Param, value: Any, tool: str) -> Any:
     if param.type == "array":
         if not isinstance(value, list | tuple):
             raise ToolError(f"{where} must be an array, got {type(value).__name__}")
+        if param.max_items is not None and len(value) > param.max_items:  # before converting anything
+            raise ToolError(f"too many {param.name} (max {param.max_items})")
         if param.items == "number":
             return [_number(v, f"element {i} of {where}") for i, v in enumerate(value)]
         return list(value)

@@ -32,6 +32,7 @@ class Param:
     items: str | None = None  # JSON-schema type of array items
     required: bool = True
     default: Any = None
+    max_items: int | None = None  # arrays: longer ones are refused before any element is converted
 
     def schema(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "description": self.description}
@@ -168,7 +169,7 @@ MATH_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "sum_numbers",
         "Calculate the sum of an array of numbers",
-        (_p("numbers", "Array of numbers to sum", type="array", items="number"),),
+        (_p("numbers", "Array of numbers to sum", type="array", items="number", max_items=MAX_ARRAY_LEN),),
         _sum,
     ),
     ToolSpec(

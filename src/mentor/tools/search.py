@@ -109,16 +109,21 @@ def load_passages(path: str | os.PathLike) -> list[Passage]:
 
 class HTTPSearch:
     """Client of ``mentor serve retriever`` (``POST /search``, ``POST /batch_search``), over a
-    pooled ``httpx`` client. Failures raise ``ToolError`` with the server's message."""
+    pooled ``httpx`` client. Failures raise ``ToolError`` with the server's message. The
+    retriever's URL is not part of any message: these errors reach the model (and, through the
+    tool server, its clients). A token for a retriever started with a token is read from
+    ``token`` or ``$MENTOR_RETRIEVER_TOKEN``."""
 
-    def __init__(self, url: str, timeout: float = 30.0):
+    def __init__(self, url: str, timeout: float = 30.0, token: str | None = None):
         import httpx
 
         self.url = url.rstrip("/")
+        token = token or os.environ.get("MENTOR_RETRIEVER_TOKEN")
         self._client = httpx.Client(
             timeout=timeout,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
             transport=httpx.HTTPTransport(retries=2),
+            headers={"Authorization": f"Bearer {token}"} if token else None,
         )
 
     def _post(self, path: str, payload: dict) -> dict:
@@ -127,16 +132,16 @@ class HTTPSearch:
         try:
             r = self._client.post(f"{self.url}{path}", json=payload)
         except httpx.HTTPError as e:
-            raise ToolError(f"retriever at {self.url} unreachable: {type(e).__name__}: {e}") from None
+            raise ToolError(f"the retriever is unreachable ({type(e).__name__})") from None
         try:
             body = r.json()
         except ValueError:
             body = None
         if r.status_code != 200:
-            message = body.get("error") if isinstance(body, dict) else r.text[:200]
-            raise ToolError(f"retriever at {self.url} answered {r.status_code}: {message}")
+            message = body.get("error") if isinstance(body, dict) else "(no JSON error message)"
+            raise ToolError(f"the retriever answered {r.status_code}: {str(message)[:300]}")
         if not isinstance(body, dict):
-            raise ToolError(f"retriever at {self.url} answered with a non-JSON body")
+            raise ToolError("the retriever answered with a non-JSON body")
         return body
 
     @staticmethod
