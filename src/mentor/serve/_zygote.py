@@ -430,6 +430,46 @@ def _clean_report(raw, output_cap):
     return out
 
 
+def _reap(pid, deadline, kill_now, timed_out):
+    """Wait for the job process until the deadline (not at all when ``kill_now``), then kill it;
+    return its wait status and whether the deadline passed."""
+    status = None
+    while not kill_now:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = st
+            break
+        if time.monotonic() >= deadline:
+            timed_out = True
+            break
+        time.sleep(0.0005)
+    if status is None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _, status = os.waitpid(pid, 0)
+    return status, timed_out
+
+
+def _failure(data, status, timeout, cancelled, timed_out, too_big):
+    """Why a job gave no usable report, in words."""
+    if cancelled:
+        return "cancelled: the client went away (job process killed)"
+    if timed_out:
+        return f"timed out after {timeout:g} s (job process killed)"
+    if too_big:
+        return "job produced more output than the cap (job process killed)"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        hint = {"SIGXCPU": " (CPU time limit)", "SIGXFSZ": " (file size limit)", "SIGSEGV": " (crash)"}.get(name, "")
+        return f"job process killed by {name}{hint}"
+    if data:
+        return "the job's report was not valid JSON"
+    return f"job process exited with code {os.WEXITSTATUS(status)} without a result"
+
+
 def supervise(worker, job, frames):
     """In the worker: fork a job process, wait for its report, the deadline or a cancel."""
     timeout = float(job["timeout"])
@@ -484,22 +524,7 @@ def supervise(worker, job, frames):
                 too_big = True
                 break
     os.close(r)
-    status = None
-    while not (timed_out or cancelled):
-        done, st = os.waitpid(pid, os.WNOHANG)
-        if done:
-            status = st
-            break
-        if time.monotonic() >= deadline:
-            timed_out = True
-            break
-        time.sleep(0.0005)
-    if status is None:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _, status = os.waitpid(pid, 0)
+    status, timed_out = _reap(pid, deadline, timed_out or cancelled, timed_out)
     duration = time.monotonic() - start
     worker.scratch_down(scratch)
     if server_gone:
@@ -512,22 +537,8 @@ def supervise(worker, job, frames):
         except (ValueError, RecursionError):
             report = None
     if report is None:
-        report = {"ok": False, "output": "", "result": None, "truncated": too_big}
-        if cancelled:
-            report["error"] = "cancelled: the client went away (job process killed)"
-        elif timed_out:
-            report["error"] = f"timed out after {timeout:g} s (job process killed)"
-        elif too_big:
-            report["error"] = "job produced more output than the cap (job process killed)"
-        elif os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-            hint = {"SIGXCPU": " (CPU time limit)", "SIGXFSZ": " (file size limit)", "SIGSEGV": " (crash)"}.get(name, "")
-            report["error"] = f"job process killed by {name}{hint}"
-        elif data:
-            report["error"] = "the job's report was not valid JSON"
-        else:
-            report["error"] = f"job process exited with code {os.WEXITSTATUS(status)} without a result"
+        report = {"ok": False, "output": "", "result": None, "truncated": too_big,
+                  "error": _failure(data, status, timeout, cancelled, timed_out, too_big)}
     report["timed_out"] = timed_out
     report["cancelled"] = cancelled
     report["duration"] = round(duration, 6)

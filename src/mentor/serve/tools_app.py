@@ -92,6 +92,57 @@ def _checked(report: dict[str, Any]) -> dict[str, Any]:
         return ExecuteResult(ok=False, error="the sandbox returned a malformed report").model_dump()
 
 
+def _health(pool: SandboxPool | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": "ok", "tools": len(ALL_TOOLS), "execute": pool is not None}
+    if pool is not None:
+        out.update(workers=pool.size, jobs=pool.jobs, worker_restarts=pool.restarts, waiting=pool.waiting,
+                   running=pool.running, idle=pool.idle,
+                   cancelled=pool.cancelled, refused=pool.refused, per_client_running=pool.per_client_running,
+                   isolation=pool.isolation)
+    return out
+
+
+async def _run_batch(executor: Executor, calls: list[CallRequest]) -> list[dict[str, Any]]:
+    """Answer ``/batch`` in order: quick tools in one thread-pool job, blocking ones (search) each in its own."""
+    results: list[Observation | None] = [None] * len(calls)
+    blocking = [i for i, c in enumerate(calls) if c.name in _BLOCKING_TOOLS]
+    quick = [i for i, c in enumerate(calls) if c.name not in _BLOCKING_TOOLS]
+    jobs = [run_in_threadpool(_run_all, executor, [calls[i] for i in quick])]
+    jobs += [run_in_threadpool(executor.execute, calls[i].name, calls[i].arguments) for i in blocking]
+    done = await asyncio.gather(*jobs)
+    for i, obs in zip(quick, done[0], strict=True):
+        results[i] = obs
+    for i, obs in zip(blocking, done[1:], strict=True):
+        results[i] = obs
+    return [r.to_dict() for r in results if r is not None]
+
+
+async def _execute_job(pool: SandboxPool | None, req: ExecuteRequest, request: Request) -> Any:
+    """Run one ``/execute`` job; cancel it when its client goes away."""
+    if pool is None:
+        return error_response(404, "/execute is disabled; start the server with --enable-execute")
+    if len(req.env) + len(req.call) > pool.limits.max_code_chars:
+        return error_response(413, f"code too long (the limit is {pool.limits.max_code_chars} characters)")
+    client = request.client.host if request.client else "-"
+    job = asyncio.ensure_future(pool.run(req.env, req.call, req.timeout, client=client))
+    gone = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({job, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not job.done():  # the client went away (or this handler was cancelled): cancel its job
+            job.cancel()
+        gone.cancel()
+    try:
+        return SafeJSONResponse(_checked(await job))  # already checked: skip the response model
+    except asyncio.CancelledError:
+        if not gone.cancelled() and gone.done():
+            return error_response(499, "client closed the request; its job was cancelled")
+        raise
+    except SandboxBusy as e:
+        return error_response(429, f"sandbox busy: {e}; retry later",
+                              headers={"Retry-After": str(max(1, round(e.retry_after)))})
+
+
 def create_tools_app(
     *,
     token: str | None = None,
@@ -128,13 +179,7 @@ def create_tools_app(
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        out: dict[str, Any] = {"status": "ok", "tools": len(ALL_TOOLS), "execute": pool is not None}
-        if pool is not None:
-            out.update(workers=pool.size, jobs=pool.jobs, worker_restarts=pool.restarts, waiting=pool.waiting,
-                       running=pool.running, idle=pool.idle,
-                       cancelled=pool.cancelled, refused=pool.refused, per_client_running=pool.per_client_running,
-                       isolation=pool.isolation)
-        return out
+        return _health(pool)
 
     @app.get("/tools")
     async def tools() -> list[dict[str, Any]]:
@@ -155,41 +200,10 @@ def create_tools_app(
     async def batch(
         calls: Annotated[list[CallRequest], Body(max_length=MAX_BATCH, description="Calls, answered in order.")],
     ) -> list[dict[str, Any]]:
-        results: list[Observation | None] = [None] * len(calls)
-        blocking = [i for i, c in enumerate(calls) if c.name in _BLOCKING_TOOLS]
-        quick = [i for i, c in enumerate(calls) if c.name not in _BLOCKING_TOOLS]
-        jobs = [run_in_threadpool(_run_all, executor, [calls[i] for i in quick])]
-        jobs += [run_in_threadpool(executor.execute, calls[i].name, calls[i].arguments) for i in blocking]
-        done = await asyncio.gather(*jobs)
-        for i, obs in zip(quick, done[0], strict=True):
-            results[i] = obs
-        for i, obs in zip(blocking, done[1:], strict=True):
-            results[i] = obs
-        return [r.to_dict() for r in results if r is not None]
+        return await _run_batch(executor, calls)
 
     @app.post("/execute", response_model=ExecuteResult, responses={404: {}, 429: {}})
     async def execute_code(req: ExecuteRequest, request: Request) -> Any:
-        if pool is None:
-            return error_response(404, "/execute is disabled; start the server with --enable-execute")
-        if len(req.env) + len(req.call) > pool.limits.max_code_chars:
-            return error_response(413, f"code too long (the limit is {pool.limits.max_code_chars} characters)")
-        client = request.client.host if request.client else "-"
-        job = asyncio.ensure_future(pool.run(req.env, req.call, req.timeout, client=client))
-        gone = asyncio.ensure_future(_client_gone(request))
-        try:
-            await asyncio.wait({job, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not job.done():  # the client went away (or this handler was cancelled): cancel its job
-                job.cancel()
-            gone.cancel()
-        try:
-            return SafeJSONResponse(_checked(await job))  # already checked: skip the response model
-        except asyncio.CancelledError:
-            if not gone.cancelled() and gone.done():
-                return error_response(499, "client closed the request; its job was cancelled")
-            raise
-        except SandboxBusy as e:
-            return error_response(429, f"sandbox busy: {e}; retry later",
-                                  headers={"Retry-After": str(max(1, round(e.retry_after)))})
+        return await _execute_job(pool, req, request)
 
     return app
