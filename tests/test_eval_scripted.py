@@ -105,6 +105,7 @@ def test_math_scores_known_answers_exactly(math_file, tmp_path):
     assert st["invalid_call_rate"] == pytest.approx(0.5) and st["tool_usage_rate"] == pytest.approx(0.5)
     assert res["tool_counts"] == {"add": 1, "multiply": 1, "divide": 2}
     assert res["timings"]["generated_tokens"] == sum(r["generated_tokens"] for r in res["records"])
+    assert not (tmp_path / "res.json.partial.jsonl").exists()  # the item-level resume file is gone once done
     saved = json.loads(out.read_text())
     assert saved["accuracy"] == res["accuracy"] and [r["correct"] for r in saved["records"]] == [e[0] for e in MATH_EXPECTED]
 

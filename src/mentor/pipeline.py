@@ -382,6 +382,7 @@ class Pipeline:
                         seed=int(self.cfg.get("seed", 0)),
                         progress=self.progress,
                         label=method,
+                        partial=target.with_name(target.name + ".partial.jsonl"),  # item-level resume
                     )
                     assert result_filename(res) == target.name, (result_filename(res), target.name)
                     write_json(target, res)

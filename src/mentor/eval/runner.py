@@ -131,12 +131,18 @@ def evaluate(
     progress: bool | Callable[[int], None] = True,
     out: str | os.PathLike | None = None,
     label: str | None = None,
+    partial: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` (or an already-built ``generator``) on ``benchmark``; see the module doc."""
+    """Evaluate ``model`` (or an already-built ``generator``) on ``benchmark``; see the module doc.
+
+    Item-level resume: with ``partial`` (default ``<out>.partial.jsonl`` when ``out`` is given)
+    the items run in batches and each finished record is appended to that file; a re-run with the
+    same benchmark, model and settings reads it back and runs only the items not in it. The file
+    is removed once the result is complete."""
     from mentor.analysis.metrics import tool_counts, tool_stats
     from mentor.io import run_metadata, write_json
-    from mentor.prompts import TASK_TOOLS, build_messages
-    from mentor.rollout import Sampling, rollout
+    from mentor.prompts import TASK_TOOLS
+    from mentor.rollout import Sampling
     from mentor.tools import search as search_mod
     from mentor.tools.executor import get_tool_server, set_tool_server
 
@@ -186,61 +192,25 @@ def evaluate(
             search_mod.set_search_backend(backend)
             index_seconds = time.perf_counter() - t0
             settings.update(retriever=desc, top_k=top_k)
-        t_gen = time.perf_counter()
-        if bench.kind == "bfcl":
-            from mentor.eval import bfcl
-
-            gens = _bfcl_generate(generator, bench.items, tools, sampling, progress)
-            gen_seconds = time.perf_counter() - t_gen
-            t_score = time.perf_counter()
-            for item, gen in zip(bench.items, gens, strict=True):
-                verdict = bfcl.check(item, gen.message)
-                calls = gen.message.get("tool_calls") or []
-                records.append(
-                    {
-                        "id": item.id,
-                        "category": item.meta["category"],
-                        "question": item.question,
-                        "prediction": verdict["decoded"],
-                        "gold": item.gold,
-                        "correct": verdict["valid"],
-                        "error": verdict["error"],
-                        "tool_names": [c["function"]["name"] for c in calls],
-                        "num_tool_calls": len(calls) + (gen.message.get("content") or "").count("<tool_call>"),
-                        "invalid_calls": (gen.message.get("content") or "").count("<tool_call>"),
-                        "generated_tokens": gen.tokens,
-                        "turns": 1,
-                        "completion": [gen.message],
-                    }
-                )
-        else:
-            prompts = [build_messages(it.question) for it in bench.items]
-            rolls = rollout(generator, prompts, tools=toolset, max_turns=max_turns, sampling=sampling, progress=progress, description=bench.name)
-            gen_seconds = time.perf_counter() - t_gen
-            t_score = time.perf_counter()
-            for item, r in zip(bench.items, rolls, strict=True):
-                traj = r.trajectory
-                records.append(
-                    {
-                        "id": item.id,
-                        "question": item.question,
-                        "prediction": traj.final_answer,
-                        "gold": item.gold,
-                        "correct": _score(bench.kind, traj.final_answer, item.gold),
-                        "tool_names": traj.tool_names,
-                        "num_tool_calls": traj.num_tool_calls,
-                        "invalid_calls": traj.num_invalid_calls,
-                        "generated_tokens": r.generated_tokens,
-                        "turns": r.turns,
-                        "truncated": r.truncated,
-                        "trajectory": traj.to_dict(),
-                        "completion": r.completion,
-                    }
-                )
+        partial_file = PartialRecords.at(partial, out, _partial_key(bench, model_name, settings))
+        done = partial_file.load(bench.items) if partial_file else {}
+        if partial_file:
+            settings["resumed_items"] = len(done)  # records read back from an interrupted run
+        pending = [i for i in range(len(bench.items)) if i not in done]
+        step = max(1, int(settings["batch_size"] or 8)) if partial_file else max(1, len(pending))
+        gen_seconds = score_seconds = 0.0
+        for start in range(0, len(pending), step):
+            idx = pending[start : start + step]
+            new, g, sc = _run_items(bench, [bench.items[i] for i in idx], generator, toolset, tools, max_turns, sampling, progress)
+            gen_seconds, score_seconds = gen_seconds + g, score_seconds + sc
+            for i, rec in zip(idx, new, strict=True):
+                done[i] = rec
+                if partial_file:
+                    partial_file.append(i, rec)
+        records = [done[i] for i in range(len(bench.items))]
     finally:
         search_mod._BACKEND = old_backend
         set_tool_server(old_server)
-    score_seconds = time.perf_counter() - t_score
 
     result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -273,7 +243,118 @@ def evaluate(
     result["records"] = records
     if out is not None:
         write_json(out, result)
+    if partial_file:
+        partial_file.remove()
     return result
+
+
+def _run_items(bench: Benchmark, items: Sequence[Item], generator: Any, toolset: str | None, tools: bool,
+               max_turns: int, sampling: Any, progress: Any) -> tuple[list[dict[str, Any]], float, float]:
+    """Generate and score ``items``; ``(records, generate seconds, score seconds)``."""
+    from mentor.prompts import build_messages
+    from mentor.rollout import rollout
+
+    records: list[dict[str, Any]] = []
+    t_gen = time.perf_counter()
+    if bench.kind == "bfcl":
+        from mentor.eval import bfcl
+
+        gens = _bfcl_generate(generator, items, tools, sampling, progress)
+        gen_seconds = time.perf_counter() - t_gen
+        t_score = time.perf_counter()
+        for item, gen in zip(items, gens, strict=True):
+            verdict = bfcl.check(item, gen.message)
+            calls = gen.message.get("tool_calls") or []
+            records.append(
+                {
+                    "id": item.id,
+                    "category": item.meta["category"],
+                    "question": item.question,
+                    "prediction": verdict["decoded"],
+                    "gold": item.gold,
+                    "correct": verdict["valid"],
+                    "error": verdict["error"],
+                    "tool_names": [c["function"]["name"] for c in calls],
+                    "num_tool_calls": len(calls) + (gen.message.get("content") or "").count("<tool_call>"),
+                    "invalid_calls": (gen.message.get("content") or "").count("<tool_call>"),
+                    "generated_tokens": gen.tokens,
+                    "turns": 1,
+                    "completion": [gen.message],
+                }
+            )
+    else:
+        prompts = [build_messages(it.question) for it in items]
+        rolls = rollout(generator, prompts, tools=toolset, max_turns=max_turns, sampling=sampling, progress=progress, description=bench.name)
+        gen_seconds = time.perf_counter() - t_gen
+        t_score = time.perf_counter()
+        for item, r in zip(items, rolls, strict=True):
+            traj = r.trajectory
+            records.append(
+                {
+                    "id": item.id,
+                    "question": item.question,
+                    "prediction": traj.final_answer,
+                    "gold": item.gold,
+                    "correct": _score(bench.kind, traj.final_answer, item.gold),
+                    "tool_names": traj.tool_names,
+                    "num_tool_calls": traj.num_tool_calls,
+                    "invalid_calls": traj.num_invalid_calls,
+                    "generated_tokens": r.generated_tokens,
+                    "turns": r.turns,
+                    "truncated": r.truncated,
+                    "trajectory": traj.to_dict(),
+                    "completion": r.completion,
+                }
+            )
+    return records, gen_seconds, time.perf_counter() - t_score
+
+
+def _partial_key(bench: Benchmark, model: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    keep = ("tools", "max_turns", "max_new_tokens", "temperature", "top_p", "seed", "limit", "retriever", "top_k")
+    return {"benchmark": bench.name, "source": bench.source, "model": model, "n": len(bench.items),
+            **{k: settings.get(k) for k in keep}}
+
+
+class PartialRecords:
+    """An append-only JSONL of finished records (``{"index", "id", "record"}`` per line) after a
+    header line with the run's key; a file with another key is started afresh."""
+
+    def __init__(self, path: Path, key: dict[str, Any]):
+        self.path, self.key = path, key
+
+    @classmethod
+    def at(cls, partial: str | os.PathLike | None, out: str | os.PathLike | None, key: dict[str, Any]) -> PartialRecords | None:
+        if partial is None and out is None:
+            return None
+        return cls(Path(partial) if partial is not None else Path(str(out) + ".partial.jsonl"), key)
+
+    def load(self, items: Sequence[Item]) -> dict[int, dict[str, Any]]:
+        import json
+
+        from mentor.io import append_jsonl, repair_jsonl
+
+        done: dict[int, dict[str, Any]] = {}
+        if self.path.exists():
+            repair_jsonl(self.path)
+            lines = [json.loads(x) for x in self.path.read_text(encoding="utf-8").splitlines() if x.strip()]
+            if lines and lines[0].get("partial_of") == json.loads(json.dumps(self.key, default=str)):
+                for row in lines[1:]:
+                    i = row["index"]
+                    if 0 <= i < len(items) and items[i].id == row["id"]:
+                        done[i] = row["record"]
+                return done
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)
+        append_jsonl(self.path, {"partial_of": self.key})
+        return done
+
+    def append(self, index: int, record: dict[str, Any]) -> None:
+        from mentor.io import append_jsonl
+
+        append_jsonl(self.path, {"index": index, "id": record["id"], "record": record})
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def summarize(records: Sequence[Mapping[str, Any]], kind: str) -> dict[str, Any]:
