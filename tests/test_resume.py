@@ -145,3 +145,134 @@ def test_pipeline_eval_stage_resumes_inside_a_benchmark(tmp_path, monkeypatch):
     assert res["settings"]["resumed_items"] == 3 and not partial.exists()
     res_ood = json.loads(target.with_name("synthetic_ood.json").read_text())
     assert res_ood["accuracy"] == 1.0 and res_ood["settings"]["resumed_items"] == 0
+
+
+# ----------------------------------------------------------------------------- training
+
+#: `mentor train <stage> ...` as users run it, optionally SIGKILLed right after checkpoint-{kill} is
+#: saved; for GRPO the rollouts are the fixed group of test_learning_signal (a random tiny model
+#: samples nothing with reward variance, so it would not move), everything else is the real run.
+TRAIN_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from transformers import TrainerCallback
+import mentor.train.grpo as G
+import mentor.train.sft as S
+
+class KillAfterSave(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == {kill}:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+build_grpo, build_sft = G.build_grpo_trainer, S.build_sft_trainer
+
+def grpo(prep, final_dir=None):
+    from test_learning_signal import _fixed_generation
+    trainer, recorder = build_grpo(prep, final_dir)
+    _fixed_generation(trainer)
+    trainer.add_callback(KillAfterSave())
+    return trainer, recorder
+
+def sft(prep):
+    trainer = build_sft(prep)
+    trainer.add_callback(KillAfterSave())
+    return trainer
+
+G.build_grpo_trainer, S.build_sft_trainer = grpo, sft
+sys.argv = ["mentor", *{argv!r}]
+from mentor.cli import main
+main()
+"""
+
+
+def _train(argv: list[str], kill: int = -1) -> subprocess.CompletedProcess:
+    script = TRAIN_SCRIPT.format(tests=str(TESTS), kill=kill, argv=argv)
+    return subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=600)
+
+
+def _train_refs(path: Path) -> Path:
+    sys.path.insert(0, str(TESTS))
+    from test_train import _refs
+
+    return _refs(path)
+
+
+def _train_cfg(path: Path) -> Path:
+    import yaml
+
+    cfg = {"tools": ["add", "multiply"], "seed": 0,
+           "grpo": {"num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 96,
+                    "max_tool_calling_iterations": 1, "learning_rate": 1e-3, "save_steps": 1, "save_total_limit": None,
+                    "use_cpu": True},
+           "sft": {"learning_rate": 1e-2, "per_device_train_batch_size": 2, "save_steps": 1, "save_total_limit": None,
+                   "use_cpu": True}}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def _weights(model_dir: Path) -> dict:
+    from mentor.models import load_model
+
+    return {k: v.detach().clone() for k, v in load_model(str(model_dir)).state_dict().items()}
+
+
+def _adam_steps(ckpt: Path) -> set[float]:
+    import torch
+
+    opt = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=False)
+    return {float(s["step"]) for s in opt["state"].values()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["grpo", "sft"])
+def test_training_killed_after_step_k_resumes_at_k_plus_1(tmp_path, tiny_model_dir, stage):
+    import torch
+
+    k, n = 2, 4
+    refs, cfg = _train_refs(tmp_path / "refs.jsonl"), _train_cfg(tmp_path / "cfg.yaml")
+    common = ["--references", str(refs), "--model", tiny_model_dir, "--config", str(cfg), "--max-steps", str(n)]
+    preset = ["--preset", "mentor"] if stage == "grpo" else []
+
+    # the reference: n steps in one go
+    full = tmp_path / "full"
+    r = _train(["train", stage, *preset, *common, "--output-dir", str(full)])
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    # killed (SIGKILL) right after checkpoint-k was written
+    out = tmp_path / "killed"
+    r = _train(["train", stage, *preset, *common, "--output-dir", str(out)], kill=k)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{i}" for i in range(1, k + 1)]
+    before = _lines(out / "metrics.jsonl")
+    assert [json.loads(x)["step"] for x in before] == list(range(1, k + 1))
+    ckpt_mtime = (out / f"checkpoint-{k}" / "trainer_state.json").stat().st_mtime_ns
+
+    t_resume = time.time()
+    r = _train(["train", stage, *preset, *common, "--output-dir", str(out), "--resume"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    after = _lines(out / "metrics.jsonl")
+    # lines 1..k untouched (same bytes, written before the resume), k+1..n written by the resumed run
+    assert after[:k] == before
+    assert [json.loads(x)["step"] for x in after] == list(range(1, n + 1))
+    assert all(json.loads(x)["time"] < t_resume for x in after[:k])
+    assert all(json.loads(x)["time"] > t_resume for x in after[k:])
+    assert (out / f"checkpoint-{k}" / "trainer_state.json").stat().st_mtime_ns == ckpt_mtime
+    state = json.loads((out / f"checkpoint-{n}" / "trainer_state.json").read_text())
+    assert state["global_step"] == n
+    # the optimizer state continued: Adam's step count is n, not n - k (a fresh optimizer)
+    assert _adam_steps(out / f"checkpoint-{n}") == {float(n)}
+    assert _adam_steps(out / f"checkpoint-{k}") == {float(k)}
+    # and the run ends where the uninterrupted one does (model, optimizer, schedule, data order, RNG)
+    a, b = _weights(full / "final"), _weights(out / "final")
+    assert a.keys() == b.keys()
+    worst = max((a[key] - b[key]).abs().max().item() for key in a)
+    assert worst < 1e-5, worst
+    assert any(not torch.equal(a[key], _weights(tiny_model_dir)[key]) for key in a)  # it did train
+    # the loss / reward curve matches the uninterrupted run's, step for step
+    key = "reward" if stage == "grpo" else "loss"
+    full_curve = [json.loads(x)[key] for x in _lines(full / "metrics.jsonl")]
+    assert [json.loads(x)[key] for x in after] == pytest.approx(full_curve, abs=1e-4)
