@@ -115,7 +115,9 @@ def test_grpo_raises_the_best_rollout(tmp_path, tiny_model_dir, preset):
         assert rec[f"reward/{c}"] == pytest.approx(_mean(EXPECTED[c])), c
     assert rec["reward"] == pytest.approx(sum(_mean(EXPECTED[c]) for c in PRESETS[preset]))
     assert rec["trl"]["frac_reward_zero_std"] == 0
-    assert rec["tool_usage_rate"] == pytest.approx(0.75)  # c0, c2, c3 call a tool
+    # Fig. 6/7's per-step data, from the executed rollouts: 3 of 4 call a tool, 1 of 3 calls invalid
+    assert rec["tool_usage_rate"] == pytest.approx(0.75)
+    assert rec["invalid_call_rate"] == pytest.approx(1 / 3) and rec["mean_tool_calls"] == pytest.approx(0.75)
     # the learning signal: the best rollout gains log-probability relative to every other
     assert delta[0] > max(delta[1:]), delta
     assert delta[0] > 0 and _mean(delta[1:]) < delta[0] - 1e-3, delta

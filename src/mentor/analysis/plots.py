@@ -1,15 +1,17 @@
 """The paper's figures as PNG files (matplotlib, Agg backend).
 
 Each function takes plain data (already aggregated by ``mentor.analysis.report``), writes one PNG
-and returns its path. When there is nothing to plot, the figure says so in its body (the file is
+and returns its path (inside ``capture_figures()`` the matplotlib figure is kept as well). When there is nothing to plot, the figure says so in its body (the file is
 still a valid PNG) instead of failing.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -18,13 +20,34 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 DPI = 110
 
+#: set inside ``capture_figures()``: the figures saved meanwhile, by path, kept open
+_CAPTURED: dict[Path, Any] | None = None
+
+
+@contextmanager
+def capture_figures() -> Iterator[dict[Path, Any]]:
+    """Keep the figures the plotting functions save inside the block (``{png path: Figure}``) so
+    their plotted data can be read back; the PNGs are written as usual, the figures closed on exit."""
+    global _CAPTURED
+    previous, _CAPTURED = _CAPTURED, {}
+    figures = _CAPTURED
+    try:
+        yield figures
+    finally:
+        _CAPTURED = previous
+        for fig in figures.values():
+            plt.close(fig)
+
 
 def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    if _CAPTURED is not None:
+        _CAPTURED[path] = fig
+    else:
+        plt.close(fig)
     return path
 
 
