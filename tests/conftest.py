@@ -48,7 +48,7 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if not (rep.skipped and strict_skips()) or hasattr(rep, "wasxfail") or _allowed(item.nodeid):
         return
-    reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+    reason = (rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)).removeprefix("Skipped: ")
     rep.outcome = "failed"
     rep.longrepr = (
         f"unexpected skip under MENTOR_STRICT_SKIPS=1: {reason}\n"
