@@ -70,7 +70,9 @@ def test_evaluation_killed_mid_benchmark_does_not_redo_finished_items(tmp_path):
 
     gen = ScriptedGenerator({q: s for q, _, s in MATH_ITEMS})
     gen.batch_size = 2
-    res = evaluate(None, bench, generator=gen, batch_size=2, progress=False, out=out, label="scripted")
+    ticks: list[int] = []
+    res = evaluate(None, bench, generator=gen, batch_size=2, progress=ticks.append, out=out, label="scripted")
+    assert ticks == [3, 4, 5, 6]  # progress counts the resumed items as done
     # finished items are not asked again; the others are
     assert [len(gen.seen[q]) > 0 for q in questions] == [False, False, True, True, True, True]
     assert res["settings"]["resumed_items"] == 2

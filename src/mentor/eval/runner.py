@@ -141,6 +141,7 @@ def evaluate(
     is removed once the result is complete."""
     from mentor.analysis.metrics import tool_counts, tool_stats
     from mentor.io import run_metadata, write_json
+    from mentor.progress import ProgressBar
     from mentor.prompts import TASK_TOOLS
     from mentor.rollout import Sampling
     from mentor.tools import search as search_mod
@@ -199,14 +200,20 @@ def evaluate(
         pending = [i for i in range(len(bench.items)) if i not in done]
         step = max(1, int(settings["batch_size"] or 8)) if partial_file else max(1, len(pending))
         gen_seconds = score_seconds = 0.0
-        for start in range(0, len(pending), step):
-            idx = pending[start : start + step]
-            new, g, sc = _run_items(bench, [bench.items[i] for i in idx], generator, toolset, tools, max_turns, sampling, progress)
-            gen_seconds, score_seconds = gen_seconds + g, score_seconds + sc
-            for i, rec in zip(idx, new, strict=True):
-                done[i] = rec
-                if partial_file:
-                    partial_file.append(i, rec)
+        # one bar over the whole benchmark (resumed items count as done), advanced by each batch
+        bar = ProgressBar(len(bench.items), bench.name, progress, completed=len(done), unit="items")
+        tick = (lambda _n: bar.advance()) if progress else False
+        try:
+            for start in range(0, len(pending), step):
+                idx = pending[start : start + step]
+                new, g, sc = _run_items(bench, [bench.items[i] for i in idx], generator, toolset, tools, max_turns, sampling, tick)
+                gen_seconds, score_seconds = gen_seconds + g, score_seconds + sc
+                for i, rec in zip(idx, new, strict=True):
+                    done[i] = rec
+                    if partial_file:
+                        partial_file.append(i, rec)
+        finally:
+            bar.close()
         records = [done[i] for i in range(len(bench.items))]
     finally:
         search_mod._BACKEND = old_backend
