@@ -112,3 +112,52 @@ def test_verl_compute_score():
     assert out == {"score": 3.0, "correctness": 1.0, "alignment": 1.0, "validity": 1.0}
     out = compute_score("mentor_math", "\\boxed{50}", "50", {"teacher_tools": ["add"], "preset": "sparse"})
     assert out == {"score": 1.0, "correctness": 1.0}
+
+
+def test_qa_correctness_through_the_trl_and_verl_adapters():
+    """kind="qa": SQuAD exact match against the teacher's answer (articles, case, punctuation
+    ignored), where math-verify would say no; the math kind stays math-verify."""
+    from mentor.rewards import make_trl_reward_func
+
+    right, wrong = "It was \\boxed{The Eiffel Tower.}", "\\boxed{Louvre}"
+    funcs, weights = trl_reward_funcs("sparse", kind="qa")
+    assert weights == [1.0] and funcs[0].__name__ == "correctness"
+    got = funcs[0](prompts=[[]] * 2, completions=[[{"role": "assistant", "content": c}] for c in (right, wrong)],
+                   teacher_answer=["eiffel tower", "eiffel tower"], teacher_tools=[[], []])
+    assert got == [1.0, 0.0]
+    math_fn = make_trl_reward_func("correctness", kind="math")
+    assert math_fn(completions=[right], teacher_answer=["eiffel tower"]) == [0.0]
+    # a math answer is not exact-matched as text under kind="math" ...
+    assert math_fn(completions=["\\boxed{\\frac{1}{2}}"], teacher_answer=["0.5"]) == [1.0]
+    # ... nor is it math-verified under kind="qa"
+    assert make_trl_reward_func("correctness", kind="qa")(completions=["\\boxed{\\frac{1}{2}}"], teacher_answer=["0.5"]) == [0.0]
+    # verl: kind from extra_info, or from a data source naming QA
+    assert compute_score("hotpotqa", right, "eiffel tower", {"preset": "sparse"})["correctness"] == 1.0
+    assert compute_score("mentor_math", right, "eiffel tower", {"preset": "sparse"})["correctness"] == 0.0
+    out = compute_score(None, right, "eiffel tower", {"kind": "qa", "teacher_tools": []})
+    assert out["correctness"] == 1.0 and out["score"] == pytest.approx(3.0)  # R_c + R_a (both no tools) + R_v
+
+
+def test_grpo_trainer_scores_qa_references_as_qa(tmp_path, tiny_model_dir):
+    """A QA references file: the trainer's correctness reward is exact match, not math-verify."""
+    import json
+
+    from mentor.train.grpo import build_grpo_trainer, prepare_grpo
+
+    refs = tmp_path / "qa.jsonl"
+    refs.write_text(json.dumps({
+        "id": "h0", "question": "Which tower is in Paris?", "answer": "Eiffel Tower", "correct": True, "task": "qa",
+        "messages": [{"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "wikipedia_search", "arguments": {"query": "tower Paris"}}}]},
+            {"role": "tool", "name": "wikipedia_search", "content": "Doc 1 (Title: Eiffel Tower) ..."},
+            {"role": "assistant", "content": "\\boxed{Eiffel Tower}"}],
+        "teacher_answer": "Eiffel Tower", "teacher_tools": ["wikipedia_search"], "teacher": {"backend": "fixture"}}) + "\n")
+    cfg = {"grpo": {"num_generations": 2, "per_device_train_batch_size": 2, "max_completion_length": 16,
+                    "save_strategy": "no", "use_cpu": True}}
+    prep = prepare_grpo(refs, tmp_path / "out", "sparse", tiny_model_dir, cfg)
+    prep["references"] = refs
+    assert prep["task"] == "qa" and prep["tools"] == "search"
+    trainer, _ = build_grpo_trainer(prep)
+    (correctness,) = trainer.reward_funcs
+    assert correctness(prompts=[[]] * 2, completions=["\\boxed{the eiffel tower}", "\\boxed{Louvre}"],
+                       teacher_answer=["Eiffel Tower"] * 2, teacher_tools=[["wikipedia_search"]] * 2) == [1.0, 0.0]

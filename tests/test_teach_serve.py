@@ -55,8 +55,10 @@ def test_openai_backend_against_transformers_serve(tmp_path, default_model_path)
         r = subprocess.run([*base, "--n", "1", "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=150)
         assert r.returncode == 0, r.stderr
         kept, rejected = _ids(out), _ids(rejected_path(out))
-        assert len(kept) + len(rejected) == 1
-        assert all(o["correct"] for _, o in read_jsonl(out)) if kept else True
+        # the same (greedy) question as in the keep-all run: kept exactly when it was correct there
+        was_correct = {o["id"]: o["correct"] for _, o in read_jsonl(kept_all)}["syn-train-s0-00000"]
+        assert (kept, rejected) == ((["syn-train-s0-00000"], []) if was_correct else ([], ["syn-train-s0-00000"]))
+        assert all(o["correct"] for _, o in read_jsonl(out)) and not any(o["correct"] for _, o in read_jsonl(rejected_path(out)))
         assert "kept" in r.stdout and "no answer" in r.stdout
         assert time.time() - t0 < 300
 
@@ -76,3 +78,80 @@ def test_hf_backend_with_the_bundled_model(tmp_path, default_model_path):
     assert len(refs) == 3 and {x.teacher["backend"] for x in refs} == {"hf"}
     assert refs[0].teacher["model_path"] == default_model_path and refs[0].teacher["max_tokens"] == 24
     assert all(x.messages and x.meta["tokens"] > 0 and x.meta["split"] == "ood" for x in refs)
+
+
+class _ScriptedOpenAI:
+    """An OpenAI-compatible chat endpoint on loopback with known answers: every question gets an
+    ``add`` tool call first; then the gold answer for even-numbered questions, a wrong one for odd."""
+
+    def __init__(self, answers: dict[str, tuple[int, str]]):
+        import http.server
+        import threading
+
+        self.answers, self.requests = answers, []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _send(self, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self._send({"object": "list", "data": [{"id": "scripted", "object": "model", "owned_by": "test"}]})
+
+            def do_POST(self):
+                req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(req)
+                user = next(m["content"] for m in req["messages"] if m["role"] == "user")
+                index, gold = next(v for q, v in outer.answers.items() if q in user)
+                message = {"role": "assistant", "content": None}
+                if not any(m["role"] == "tool" for m in req["messages"]):
+                    message["tool_calls"] = [{"id": "call_1", "type": "function", "function": {
+                        "name": "add", "arguments": json.dumps({"firstNumber": 1, "secondNumber": 2})}}]
+                else:
+                    message["content"] = f"The answer is \\boxed{{{gold if index % 2 == 0 else '-1'}}}."
+                self._send({"id": "x", "object": "chat.completion", "created": 0, "model": "scripted",
+                            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_teach_keeps_the_correct_references_and_rejects_the_rest(tmp_path):
+    """Against an endpoint whose answers are known: exactly the correct trajectories are kept
+    (with the executed tool call), the wrong ones go to OUT.rejected.jsonl, and nothing is lost."""
+    from mentor.data.datasets import load_questions
+
+    qs = load_questions("synthetic", split="train", n=4)
+    answers = {q.question: (i, q.answer) for i, q in enumerate(qs)}
+    out = tmp_path / "refs.jsonl"
+    with _ScriptedOpenAI(answers) as url:
+        r = subprocess.run([sys.executable, "-m", "mentor.cli", "teach", "--teacher", "openai", "--base-url", url,
+                            "--dataset", "synthetic", "--n", "4", "--max-turns", "3", "--retries", "0",
+                            "--no-progress", "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=150)
+    assert r.returncode == 0, r.stderr
+    assert _ids(out) == [qs[0].id, qs[2].id] and _ids(rejected_path(out)) == [qs[1].id, qs[3].id]
+    kept = list(iter_references(out))
+    for ref in kept:
+        assert ref.correct and ref.teacher_answer == ref.answer and ref.teacher_tools == ["add"]
+        tool = [m for m in ref.messages if m["role"] == "tool"]
+        assert len(tool) == 1 and tool[0]["content"] == "3"  # mentor executed the call
+    assert all(not o["correct"] and o["teacher_answer"] == "-1" for _, o in read_jsonl(rejected_path(out)))
+    summary = json.loads(summary_path(out).read_text())["summary"]
+    assert summary["done"] == 4

@@ -174,9 +174,11 @@ def test_grpo_records_and_checkpoints(grpo_run, refs, base_weights):
 
 
 def test_grpo_resume(grpo_run, refs, cfg_file):
+    before = (grpo_run / "metrics.jsonl").read_text().splitlines()
     cli("train", "grpo", "--preset", "mentor", "--references", str(refs), "--model", "smollm2-135m",
         "--output-dir", str(grpo_run), "--config", str(cfg_file), "--max-steps", "3", "--resume")
     assert [r["step"] for r in records(grpo_run / "metrics.jsonl")] == [1, 2, 3]
+    assert (grpo_run / "metrics.jsonl").read_text().splitlines()[:2] == before  # continued, not rewritten
     state = json.loads((grpo_run / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3 and [h["step"] for h in state["log_history"] if "reward" in h] == [1, 2, 3]
 

@@ -1,7 +1,7 @@
 """The paper's figures as PNG files (matplotlib, Agg backend).
 
 Each function takes plain data (already aggregated by ``mentor.analysis.report``), writes one PNG
-and returns its path. When there is nothing to plot, the figure says so in its body (the file is
+and returns its path (with ``keep={}`` the matplotlib figure is kept there as well). When there is nothing to plot, the figure says so in its body (the file is
 still a valid PNG) instead of failing.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -18,30 +19,34 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 DPI = 110
 
-
-def _save(fig, path: str | os.PathLike) -> Path:
+def _save(fig, path: str | os.PathLike, keep: dict[Path, Any] | None = None) -> Path:
+    """Write the PNG; with ``keep`` the figure stays open in it (``{path: Figure}``) so that its
+    plotted data can be read back (the caller closes it), else it is closed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    if keep is not None:
+        keep[path] = fig
+    else:
+        plt.close(fig)
     return path
 
 
-def placeholder(path: str | os.PathLike, title: str, reason: str) -> Path:
+def placeholder(path: str | os.PathLike, title: str, reason: str, keep: dict[Path, Any] | None = None) -> Path:
     """A figure that says which data is missing."""
     fig, ax = plt.subplots(figsize=(6.4, 2.6))
     ax.axis("off")
     ax.set_title(title)
     ax.text(0.5, 0.5, f"No data for this figure:\n{reason}", ha="center", va="center", wrap=True, fontsize=10)
-    return _save(fig, path)
+    return _save(fig, path, keep)
 
 
-def tool_effect(path, data: Mapping[str, Mapping[str, tuple[float, float]]], title="Tool effect (Fig. 1)") -> Path:
+def tool_effect(path, data: Mapping[str, Mapping[str, tuple[float, float]]], title="Tool effect (Fig. 1)", keep: dict[Path, Any] | None = None) -> Path:
     """``data[method][benchmark] = (accuracy without tools, with tools)`` (0-1)."""
     rows = [(m, b, wo, w) for m, bs in data.items() for b, (wo, w) in bs.items()]
     if not rows:
-        return placeholder(path, title, "evaluate a benchmark with and without tools (mentor eval --no-tools)")
+        return placeholder(path, title, "evaluate a benchmark with and without tools (mentor eval --no-tools)", keep)
     labels = [f"{m}\n{b}" for m, b, _, _ in rows]
     x = range(len(rows))
     fig, ax = plt.subplots(figsize=(max(5.5, 1.3 * len(rows) + 2), 4))
@@ -55,13 +60,13 @@ def tool_effect(path, data: Mapping[str, Mapping[str, tuple[float, float]]], tit
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.set_ylim(0, max(5.0, 115 * max(max(r[2], r[3]) for r in rows)))
-    return _save(fig, path)
+    return _save(fig, path, keep)
 
 
-def accuracy_vs_alignment(path, points: Mapping[str, tuple[float, float]], title="Accuracy vs alignment (Fig. 3)") -> Path:
+def accuracy_vs_alignment(path, points: Mapping[str, tuple[float, float]], title="Accuracy vs alignment (Fig. 3)", keep: dict[Path, Any] | None = None) -> Path:
     """``points[method] = (alignment score 0-1, accuracy 0-1)``."""
     if not points:
-        return placeholder(path, title, "needs a teacher tool distribution (references file) and math evaluations with tools")
+        return placeholder(path, title, "needs a teacher tool distribution (references file) and math evaluations with tools", keep)
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     seen: dict[tuple[float, float], int] = {}
     for m, (a, acc) in points.items():
@@ -76,13 +81,13 @@ def accuracy_vs_alignment(path, points: Mapping[str, tuple[float, float]], title
     ys = [100 * y for _, y in points.values()]
     ax.set_xlim(-3, 103)
     ax.set_ylim(-3, max(ys) + 10)
-    return _save(fig, path)
+    return _save(fig, path, keep)
 
 
-def tool_difference(path, diffs: Mapping[str, Mapping[str, float]], tools: Sequence[str], title="Tool use minus teacher (Fig. 4)") -> Path:
+def tool_difference(path, diffs: Mapping[str, Mapping[str, float]], tools: Sequence[str], title="Tool use minus teacher (Fig. 4)", keep: dict[Path, Any] | None = None) -> Path:
     """``diffs[method][tool]`` = student share of calls minus teacher share, in points."""
     if not diffs:
-        return placeholder(path, title, "needs the teacher's tool distribution and student evaluations with tool calls")
+        return placeholder(path, title, "needs the teacher's tool distribution and student evaluations with tool calls", keep)
     methods = list(diffs)
     fig, ax = plt.subplots(figsize=(max(7, 0.8 * len(tools) + 2), 4.2))
     width = 0.8 / len(methods)
@@ -93,14 +98,14 @@ def tool_difference(path, diffs: Mapping[str, Mapping[str, float]], tools: Seque
     ax.set_ylabel("share of calls, student - teacher (points)")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _save(fig, path, keep)
 
 
-def calls_per_question(path, dists: Mapping[str, Mapping[str, Sequence[int]]], title="Tool calls per question (Fig. 5)") -> Path:
+def calls_per_question(path, dists: Mapping[str, Mapping[str, Sequence[int]]], title="Tool calls per question (Fig. 5)", keep: dict[Path, Any] | None = None) -> Path:
     """``dists[domain][method]`` = number of tool calls of each question (domains: in-domain, out-of-domain)."""
     domains = [d for d in ("in-domain", "out-of-domain") if any(dists.get(d, {}).values())]
     if not domains:
-        return placeholder(path, title, "needs evaluation results with tools")
+        return placeholder(path, title, "needs evaluation results with tools", keep)
     fig, axes = plt.subplots(1, len(domains), figsize=(5.5 * len(domains), 4), squeeze=False)
     for ax, d in zip(axes[0], domains, strict=True):
         methods = [m for m, v in dists[d].items() if v]
@@ -117,14 +122,14 @@ def calls_per_question(path, dists: Mapping[str, Mapping[str, Sequence[int]]], t
         ax.set_title(f"{d}")
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, keep)
 
 
-def over_steps(path, series: Mapping[str, Sequence[tuple[float, float]]], ylabel: str, title: str) -> Path:
+def over_steps(path, series: Mapping[str, Sequence[tuple[float, float]]], ylabel: str, title: str, keep: dict[Path, Any] | None = None) -> Path:
     """``series[preset] = [(step, value), ...]`` as lines (Fig. 6, 7)."""
     series = {k: v for k, v in series.items() if v}
     if not series:
-        return placeholder(path, title, f"no training log with '{ylabel}' per step (metrics.jsonl in a training run directory)")
+        return placeholder(path, title, f"no training log with '{ylabel}' per step (metrics.jsonl in a training run directory)", keep)
     fig, ax = plt.subplots(figsize=(6.2, 4))
     for name, pts in series.items():
         pts = sorted(pts)
@@ -134,4 +139,4 @@ def over_steps(path, series: Mapping[str, Sequence[tuple[float, float]]], ylabel
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _save(fig, path, keep)

@@ -360,6 +360,7 @@ def build_report(
     title: str = "MENTOR report",
     plots_dir: str = "plots",
     summary: Mapping[str, Mapping[str, Any]] | None = None,
+    keep_figures: dict[Path, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the report; return ``{"markdown", "html", "json", "figures": {fig: path}, "notes"}``.
 
@@ -369,7 +370,8 @@ def build_report(
     the method of that name); ``runs`` are run directories collected with ``collect_runs``;
     ``teacher`` is a teacher eval result (file/dict or list) used when no references file is given.
     The PNGs go to ``out_dir/plots_dir``; ``summary`` (method -> metric -> value, as ``mentor run``
-    writes to ``summary.json``) is shown first when given.
+    writes to ``summary.json``) is shown first when given. With ``keep_figures`` (a dict) the
+    matplotlib figures are kept open there by PNG path, to read their plotted data back.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -383,7 +385,7 @@ def build_report(
         notes.append("No evaluation results or training logs were found.")
     if tcounts is None:
         notes.append("No teacher tool distribution (pass a references file or a teacher eval run): Fig. 3 and 4 are empty.")
-    figs = _figures(figdir, numbers["methods"], tcounts, notes)
+    figs = _figures(figdir, numbers["methods"], tcounts, notes, keep_figures)
     tables = _tables(numbers)
     if summary:
         keys = list(next(iter(summary.values())).keys())
@@ -429,19 +431,20 @@ def _teacher_evals(teacher: str | Sequence[Any] | None, data: Mapping[str, Metho
     return data["teacher"].evals if "teacher" in data else []
 
 
-def _figures(figdir: Path, ms: Mapping[str, Any], tcounts: Counter | None, notes: list[str]) -> dict[str, Path]:
+def _figures(figdir: Path, ms: Mapping[str, Any], tcounts: Counter | None, notes: list[str],
+             keep_figures: dict[Path, Any] | None = None) -> dict[str, Path]:
     """Draw Fig. 1, 3-7 into ``figdir``; append a note for each figure left empty."""
     from mentor.analysis import plots
 
     figs: dict[str, Path] = {}
     effect = {m: d["tool_effect"] for m, d in ms.items() if d["tool_effect"]}
-    figs["fig1"] = plots.tool_effect(figdir / FIGURES["fig1"], effect)
+    figs["fig1"] = plots.tool_effect(figdir / FIGURES["fig1"], effect, keep=keep_figures)
     if not effect:
         notes.append("Fig. 1 needs the same benchmark evaluated with and without tools (`mentor eval --no-tools`).")
     pts = {m: (d["alignment"], d["macro"].get("Math", 0.0)) for m, d in ms.items() if d["alignment"] is not None and m != "teacher"}
-    figs["fig3"] = plots.accuracy_vs_alignment(figdir / FIGURES["fig3"], pts)
+    figs["fig3"] = plots.accuracy_vs_alignment(figdir / FIGURES["fig3"], pts, keep=keep_figures)
     diffs = {m: d["tool_difference"] for m, d in ms.items() if d["tool_difference"] and m != "teacher"}
-    figs["fig4"] = plots.tool_difference(figdir / FIGURES["fig4"], diffs, MATH_TOOL_NAMES)
+    figs["fig4"] = plots.tool_difference(figdir / FIGURES["fig4"], diffs, MATH_TOOL_NAMES, keep=keep_figures)
     if tcounts is not None and not diffs:
         notes.append("Fig. 4: no student made a math tool call in the evaluations given.")
     dists: dict[str, dict[str, list[int]]] = {}
@@ -449,12 +452,12 @@ def _figures(figdir: Path, ms: Mapping[str, Any], tcounts: Counter | None, notes
         for dom, v in d["calls_per_question"].items():
             if v:
                 dists.setdefault(dom, {})[m] = v
-    figs["fig5"] = plots.calls_per_question(figdir / FIGURES["fig5"], dists)
+    figs["fig5"] = plots.calls_per_question(figdir / FIGURES["fig5"], dists, keep=keep_figures)
     label = lambda m, d: d["preset"] if d["preset"] and d["preset"] != m else m  # noqa: E731
     inv = {label(m, d): d["train"]["invalid_call_rate"] for m, d in ms.items() if d["train"]["invalid_call_rate"]}
     use = {label(m, d): d["train"]["tool_usage_rate"] for m, d in ms.items() if d["train"]["tool_usage_rate"]}
-    figs["fig6"] = plots.over_steps(figdir / FIGURES["fig6"], inv, "invalid tool-call rate", "Invalid tool-call rate over training (Fig. 6)")
-    figs["fig7"] = plots.over_steps(figdir / FIGURES["fig7"], use, "tool-usage rate", "Tool-usage rate over training (Fig. 7)")
+    figs["fig6"] = plots.over_steps(figdir / FIGURES["fig6"], inv, "invalid tool-call rate", "Invalid tool-call rate over training (Fig. 6)", keep=keep_figures)
+    figs["fig7"] = plots.over_steps(figdir / FIGURES["fig7"], use, "tool-usage rate", "Tool-usage rate over training (Fig. 7)", keep=keep_figures)
     if not inv and not use:
         notes.append("Fig. 6/7 need training logs (metrics.jsonl with invalid_call_rate / tool_usage_rate per step).")
     return figs

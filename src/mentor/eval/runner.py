@@ -12,6 +12,11 @@ Tool calls go through the ``executor`` passed in (default: in-process; ``tool_se
 one for a ``mentor serve tools`` server); a QA task adds its search backend to it (BM25 over the
 file's contexts, or ``retriever_url``). ``tools=False`` runs the same prompts without tools (the
 tool-effect analysis, Fig. 1).
+
+Item-level resume: with ``out=`` (or ``partial=``) the items run in batches and each finished
+record is appended to ``<out>.partial.jsonl``; a re-run with the same benchmark, model and
+settings reads it back and runs only the items not in it. The file is removed once the result
+is complete.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from mentor.analysis.metrics import tool_counts, tool_stats
 from mentor.eval.benchmarks import Benchmark, load_benchmark
+from mentor.eval.partial import PartialRecords, partial_key
 from mentor.generation import Sampling, make_generator
 from mentor.io import run_metadata, write_json
+from mentor.progress import ProgressBar
 from mentor.tasks import RunOptions, Task, get_task
 from mentor.tools.executor import Executor
 
@@ -67,6 +75,7 @@ def evaluate(
     progress: bool | Callable[[int], None] = True,
     out: str | os.PathLike | None = None,
     label: str | None = None,
+    partial: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (or an already-built ``generator``) on ``benchmark``; see the module doc.
     ``sampling`` (``mentor.generation.Sampling``), when given, replaces ``temperature``,
@@ -103,12 +112,9 @@ def evaluate(
         executor, described = task.executor(bench, executor, retriever_url, top_k)
         settings.update(described)
     index_seconds = time.perf_counter() - t0 if tools and settings.get("retriever") else 0.0
-    t_gen = time.perf_counter()
-    outputs = task.generate(generator, bench, RunOptions(tools, max_turns, sampling, executor, progress))
-    gen_seconds = time.perf_counter() - t_gen
-    t_score = time.perf_counter()
-    records = task.records(bench, outputs)
-    score_seconds = time.perf_counter() - t_score
+    resume = PartialRecords.at(partial, out, partial_key(bench, model_name, settings))
+    opts = RunOptions(tools, max_turns, sampling, executor, progress)
+    records, gen_seconds, score_seconds = _run_items(task, bench, generator, opts, resume, settings)
     result = _result(task, bench, model_name, records)
     result["settings"] = settings
     result["timings"] = _timings(records, t_start, (t_loaded, t_model), index_seconds, gen_seconds, score_seconds)
@@ -120,7 +126,42 @@ def evaluate(
     result["records"] = records
     if out is not None:
         write_json(out, result)
+    if resume is not None:
+        resume.remove()
     return result
+
+
+def _run_items(task: Task, bench: Benchmark, generator: Any, opts: RunOptions, resume: PartialRecords | None,
+               settings: dict[str, Any]) -> tuple[list[dict[str, Any]], float, float]:
+    """Generate and score every item: ``(records, generate seconds, score seconds)``. With
+    ``resume`` the items run in batches of the generator's batch size, each finished record is
+    appended to it, and records it holds from an interrupted run are not redone."""
+    done = resume.load(bench.items) if resume is not None else {}
+    if resume is not None:
+        settings["resumed_items"] = len(done)
+    pending = [i for i in range(len(bench.items)) if i not in done]
+    step = max(1, int(settings.get("batch_size") or 8)) if resume is not None else max(1, len(pending))
+    gen_seconds = score_seconds = 0.0
+    # one bar over the whole benchmark (resumed items count as done), advanced by each batch
+    bar = ProgressBar(len(bench.items), bench.name, opts.progress, completed=len(done), unit="items")
+    tick = (lambda _n: bar.advance()) if opts.progress else False
+    try:
+        for start in range(0, len(pending), step):
+            idx = pending[start : start + step]
+            sub = bench.subset(idx)
+            t_gen = time.perf_counter()
+            outputs = task.generate(generator, sub, replace(opts, progress=tick))
+            t_score = time.perf_counter()
+            new = task.records(sub, outputs)
+            gen_seconds += t_score - t_gen
+            score_seconds += time.perf_counter() - t_score
+            for i, rec in zip(idx, new, strict=True):
+                done[i] = rec
+                if resume is not None:
+                    resume.append(i, rec)
+    finally:
+        bar.close()
+    return [done[i] for i in range(len(bench.items))], gen_seconds, score_seconds
 
 
 def _result(task: Task, bench: Benchmark, model_name: str, records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -208,9 +208,10 @@ class Pipeline:
         with contextlib.ExitStack() as stack:
             generator = self._generator(method, model, stack)
             for bench, tools in jobs:
-                res = evaluate(model, bench, generator=generator, limit=e.limit, tools=tools, max_turns=int(e.max_turns),
-                               sampling=e.sampling(self.config.seed), progress=self.progress, label=method)
                 target = self.eval_dir(method) / result_name(bench, tools)
+                res = evaluate(model, bench, generator=generator, limit=e.limit, tools=tools, max_turns=int(e.max_turns),
+                               sampling=e.sampling(self.config.seed), progress=self.progress, label=method,
+                               partial=target.with_name(target.name + ".partial.jsonl"))  # item-level resume
                 write_json(target, res)
                 written.append(target.name)
                 self.console.print(f"  {method} on {bench}{'' if tools else ' (no tools)'}: accuracy {res['accuracy']:.3f}")
@@ -228,7 +229,7 @@ class Pipeline:
         url = stack.enter_context(serve_model(e.server, model, startup_timeout=float(e.server_startup_timeout), log=log))
         return make_generator(resolve_model(model), base_url=url, batch_size=int(e.batch_size))
 
-    def stage_report(self) -> dict[str, Any]:
+    def stage_report(self, keep_figures: dict[Path, Any] | None = None) -> dict[str, Any]:
         rl = self.config.train.rl_methods
         spec: dict[str, Any] = {}
         for m in self.config.methods:
@@ -242,7 +243,8 @@ class Pipeline:
         summary = self.summary()
         write_json(self.out / "summary.json", summary)
         rep = build_report(self.out, methods=spec, references=self.references_path,
-                           title=f"MENTOR pipeline report: {self.cfg.get('name', self.out.name)}", summary=summary)
+                           title=f"MENTOR pipeline report: {self.cfg.get('name', self.out.name)}", summary=summary,
+                           keep_figures=keep_figures)
         return {"report": str(rep["markdown"]), "summary": summary}
 
     def summary(self) -> dict[str, dict[str, float | None]]:

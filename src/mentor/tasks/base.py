@@ -60,6 +60,10 @@ class Benchmark:
             return self
         return Benchmark(self.name, self.kind, self.items[:n], self.source, self.domain, self.corpus, {**self.meta, "limit": n})
 
+    def subset(self, indices: Sequence[int]) -> Benchmark:
+        """The same benchmark with only the items at ``indices`` (a batch of a resumable run)."""
+        return Benchmark(self.name, self.kind, [self.items[i] for i in indices], self.source, self.domain, self.corpus, self.meta)
+
 
 @dataclass
 class RunOptions:
