@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from mentor.progress import ProgressBar
@@ -125,15 +126,21 @@ class Rollout:
         return Trajectory.from_messages(self.completion)
 
     def add_turn(self, gen: Generation, tool_schemas: list[dict[str, Any]] | None, executor: Executor,
-                 last_turn: bool) -> bool:
+                 last_turn: bool, on_message: Callable[[dict[str, Any]], None] | None = None) -> bool:
         """Append a generated turn and the results of its tool calls; return whether the
-        conversation goes on (it called tools and this was not the last turn)."""
+        conversation goes on (it called tools and this was not the last turn). ``on_message``
+        sees each appended message: the turn before its calls run, then each tool result."""
         self.completion.append(gen.message)
         self.turns += 1
         self.generated_tokens += gen.tokens
+        if on_message is not None:
+            on_message(gen.message)
         if not (tool_schemas and pending_calls(gen.message)):
             return False
-        self.completion.extend(run_tool_calls(gen.message, executor))
+        for result in run_tool_calls(gen.message, executor):
+            self.completion.append(result)
+            if on_message is not None:
+                on_message(result)
         self.truncated = last_turn
         return not last_turn
 
@@ -156,11 +163,15 @@ def rollout(
     progress: bool | Callable[[int], None] = True,
     description: str = "rollouts",
     executor: Executor = LOCAL,
+    on_message: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> list[Rollout]:
     """Run multi-turn tool-using conversations for every prompt (a list of messages each), a
     batch of turns at a time, tool calls executed by ``executor``.
 
-    ``tools=None`` runs without tools (the "no tools" arm of the tool-effect analysis)."""
+    ``tools=None`` runs without tools (the "no tools" arm of the tool-effect analysis).
+    ``on_message(i, message)``, when given, is called for every message added to conversation
+    ``i`` as it happens: each assistant turn once generated (before its tool calls run), then
+    each tool result (a live display such as ``mentor chat``)."""
     tool_schemas, executor = offered(tools, executor)
     states = [Rollout(prompt=list(p)) for p in prompts]
     active = list(range(len(states)))
@@ -173,7 +184,8 @@ def rollout(
             gens = generator.generate([states[i].messages for i in active], tool_schemas, sampling)
             still = []
             for i, gen in zip(active, gens, strict=True):
-                if states[i].add_turn(gen, tool_schemas, executor, last_turn=turn + 1 == max_turns):
+                hook = partial(on_message, i) if on_message is not None else None
+                if states[i].add_turn(gen, tool_schemas, executor, last_turn=turn + 1 == max_turns, on_message=hook):
                     still.append(i)
                     continue
                 states[i].seconds = time.perf_counter() - t0

@@ -68,13 +68,15 @@ class Benchmark:
 @dataclass
 class RunOptions:
     """How ``Task.run`` generates: whether tools are offered, the turn budget, the sampling, the
-    executor of tool calls and the progress display."""
+    executor of tool calls, the progress display and an optional per-message hook (``rollout``'s
+    ``on_message``: a live display of each turn and tool result)."""
 
     tools: bool = True
     max_turns: int = 4
     sampling: Sampling = field(default_factory=Sampling)
     executor: Executor = field(default_factory=Executor)
     progress: bool | Callable[[int], None] = True
+    on_message: Callable[[int, dict[str, Any]], None] | None = None
 
 
 class Task:
@@ -145,7 +147,8 @@ class Task:
         """Generate for every item: here the multi-turn tool loop (one ``Rollout`` per item)."""
         prompts = [it.messages or build_messages(it.question) for it in bench.items]
         return rollout(generator, prompts, tools=self.toolset if opts.tools else None, max_turns=opts.max_turns,
-                       sampling=opts.sampling, progress=opts.progress, description=bench.name, executor=opts.executor)
+                       sampling=opts.sampling, progress=opts.progress, description=bench.name, executor=opts.executor,
+                       on_message=opts.on_message)
 
     def records(self, bench: Benchmark, outputs: Sequence[Any]) -> list[dict[str, Any]]:
         """Score every item's output (from ``generate``): one record per item."""
