@@ -77,6 +77,7 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("mentor.serve.cli", "app", "serve"),
     ("mentor.pipeline", "run", "run"),
     ("mentor.runs", "app", "runs"),
+    ("mentor.chat", "chat", "chat"),
 ]
 
 
