@@ -190,5 +190,24 @@ def test_two_question_session_in_a_pseudo_terminal(default_model_path):
         child.close()
     assert child.exitstatus == 0, transcript.getvalue()
     text = ANSI.sub("", transcript.getvalue())
-    assert text.count("╭─ answer") == 2 or text.count("answer") >= 2, text
-    assert text.index("Question: What is 2 + 3?") < text.index("Question: What is 6 times 7?") < text.index("bye")
+    first, second = text.index("Question: What is 2 + 3?"), text.index("Question: What is 6 times 7?")
+    panels = [m.start() for m in re.finditer("╭─ answer ─", text)]
+    assert len(panels) == 2 and first < panels[0] < second < panels[1] < text.rindex("bye"), text
+    assert "Question> What is 2 + 3?" in text and "tools: math" in text
+
+
+@pytest.mark.parametrize("ending", ["", "\n", "quit\n", "exit\n"])
+def test_interactive_loop_fresh_conversations_and_endings(monkeypatch, ending):
+    """Two questions, each a fresh conversation, then Ctrl-D (end of input), an empty line, quit or exit."""
+    from mentor.chat import interactive
+
+    gen = ScriptedGenerator({"17 * 23": SCRIPT, "2 plus 3": [call("add", firstNumber=2, secondNumber=3), "\\boxed{5}"]})
+    after = f"{ending}never asked\n" if ending else ""  # "": the input ends (Ctrl-D)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{QUESTION}\nWhat is 2 plus 3?\n{after}"))
+    console, buf = _console()
+    interactive(build_session("scripted", "math", generator=gen), console)
+    out = buf.getvalue()
+    assert out.count("╭─ answer") == 2 and "│ 396" in out and "│ 5 " in out and out.rstrip().endswith("bye")
+    assert "never asked" not in out
+    assert gen.seen["2 plus 3"][0] == [{"role": "user", "content": "Question: What is 2 plus 3?\nIf you have got the "
+                                        "answer, enclose it within \\boxed{} with latex format."}]

@@ -124,7 +124,8 @@ class ChatView:
         self.console = console
 
     def question(self, question: str) -> None:
-        self.console.rule(Text(f"Question: {question}", style="bold"), align="left")
+        self.console.rule(style="dim")
+        self.console.print(Text(f"Question: {question}", style="bold"))
 
     def message(self, message: dict[str, Any]) -> None:
         if message.get("role") == "tool":
