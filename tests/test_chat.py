@@ -211,3 +211,26 @@ def test_interactive_loop_fresh_conversations_and_endings(monkeypatch, ending):
     assert "never asked" not in out
     assert gen.seen["2 plus 3"][0] == [{"role": "user", "content": "Question: What is 2 plus 3?\nIf you have got the "
                                         "answer, enclose it within \\boxed{} with latex format."}]
+
+
+def test_search_tools_offer_only_wikipedia_search():
+    """--tools search: the QA task's prompt offers only wikipedia_search; its results are shown, a
+    math tool is refused by the executor the loop restricts to the offered tools."""
+    from dataclasses import replace
+
+    from mentor.tools.executor import Executor
+    from mentor.tools.search import InMemoryBM25, Passage
+
+    script = [call("wikipedia_search", query="capital of France") + "\n" + call("add", firstNumber=1, secondNumber=2),
+              "It is \\boxed{Paris}."]
+    gen = ScriptedGenerator({"France": script})
+    session = build_session("scripted", "search", generator=gen, retriever_url="http://127.0.0.1:9")
+    passages = [Passage("Paris", "Paris is the capital of France."), Passage("Rome", "Rome is the capital of Italy.")]
+    session = replace(session, executor=Executor(search=InMemoryBM25(passages)))
+    console, buf = _console()
+    record = show(session, "What is the capital of France?", console)
+    out = buf.getvalue()
+    assert gen.tools_offered[0] == ["wikipedia_search"] and record["task"] == "qa" and record["tools"] == "search"
+    assert '→ wikipedia_search(query="capital of France")' in out and "Paris is the capital of France." in out
+    assert "→ add(firstNumber=1, secondNumber=2)" in out and "← error: tool 'add' is not available" in out
+    assert record["answer"] == "Paris"
