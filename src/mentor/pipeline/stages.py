@@ -28,7 +28,6 @@ from mentor.models import resolve_model
 from mentor.pipeline.config import PipelineConfig, PipelineError
 from mentor.teacher.factory import build_teacher
 from mentor.teacher.generate import generate_references
-from mentor.train import train_grpo, train_sft
 from mentor.train.config import bundled_path
 
 
@@ -160,6 +159,8 @@ class Pipeline:
         return str(bundled_path(config)) if config else None
 
     def stage_sft(self) -> dict[str, Any]:
+        from mentor.train import train_sft  # torch, transformers, TRL: only when a training stage runs
+
         out = self.model_dir("sft")
         final = train_sft(self.references_path, out, model=self.model_for("vanilla"), config=self._training_config(),
                           resume=_has_checkpoint(out), seed=self.config.seed, **dict(self.config.train.sft or {}))
@@ -167,6 +168,8 @@ class Pipeline:
         return {"model": str(final)}
 
     def stage_rl(self, method: str, preset: str) -> dict[str, Any]:
+        from mentor.train import train_grpo  # torch, transformers, TRL: only when a training stage runs
+
         from_sft = self.config.rl_init == "sft"
         init = self.model_for("sft") if from_sft else self.model_for("vanilla")
         if from_sft and not Path(init).exists():
