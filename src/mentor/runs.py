@@ -21,9 +21,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mentor.display import fmt_duration
+from mentor.pipeline.config import all_stages
 
 app = typer.Typer(help="Runs: list run directories with their status, show one run.", no_args_is_help=True)
 
+#: summary.json's columns, in table order
 SUMMARY_KEYS = ("in_domain_accuracy", "out_of_domain_accuracy", "invalid_call_rate", "tool_usage_rate", "alignment_score")
 
 
@@ -79,8 +81,6 @@ def read_run(path: str | os.PathLike) -> RunStatus:
 
 
 def _stages_of(cfg: Mapping[str, Any]) -> list[str]:
-    from mentor.pipeline import all_stages
-
     return list(all_stages(cfg))
 
 
