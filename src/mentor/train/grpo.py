@@ -36,9 +36,37 @@ def _seed_and_section(cfg: dict[str, Any], section: str) -> dict[str, Any]:
     return out
 
 
+def speed_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a GRPO run that depart from (or may depart from) the paper's algorithm and
+    numerics for speed or memory (issues #11, #16), with their values in ``cfg``: printed in
+    every run's header and saved in ``run.json`` (``speed_options``) so reports can show them."""
+    g = cfg.get("grpo") or {}
+    return {
+        "lora_grpo": bool(cfg.get("lora_grpo", False)),
+        "model_dtype": str(cfg.get("model_dtype", "float32")),
+        "bf16_autocast": bool(g.get("bf16", False)),
+        "beta": g.get("beta"),
+        "reference_model": ("none (beta=0)" if not g.get("beta") else
+                            "adapter-disabled base" if cfg.get("lora_grpo") else "full copy"),
+        "per_device_train_batch_size": g.get("per_device_train_batch_size"),
+        "gradient_accumulation_steps": g.get("gradient_accumulation_steps", 1),
+        "gradient_checkpointing": bool(g.get("gradient_checkpointing", False)),
+    }
+
+
+def print_header(cfg: Mapping[str, Any], stage: str = "grpo") -> None:
+    from rich.console import Console
+
+    opts = speed_options(cfg)
+    Console(stderr=True).print(f"\\[mentor] {stage} with {cfg.get('model')}: "
+                               + ", ".join(f"{k}={v}" for k, v in opts.items()), highlight=False)
+
+
 def write_run_metadata(out: Path, cfg: Mapping[str, Any], references: str | os.PathLike, stage: str, **extra: Any) -> Path:
     from mentor.io import file_sha256, run_metadata, write_json
 
+    if stage == "grpo":
+        extra.setdefault("speed_options", speed_options(cfg))
     meta = run_metadata(
         C.public(cfg),
         seed=cfg.get("seed"),
@@ -102,8 +130,22 @@ def prepare_grpo(
     ckpt = _check_resume(out, references, resume)
     tok = load_tokenizer(cfg["model"])
     check_tool_template(tok, where=str(cfg["model"]))
+    _check_speed_options(cfg)
+    tools = cfg.get("tools") or task_tools(D.task_of(refs))
+    if cfg.get("memory_check", True):
+        from mentor.train.memory import check_grpo_memory
+
+        check_grpo_memory(cfg, tok, refs, tools)
     return {"cfg": cfg, "weights": weights, "refs": refs, "tokenizer": tok, "checkpoint": ckpt,
-            "task": D.task_of(refs), "tools": cfg.get("tools") or task_tools(D.task_of(refs)), "out": out}
+            "task": D.task_of(refs), "tools": tools, "out": out}
+
+
+def _check_speed_options(cfg: Mapping[str, Any]) -> None:
+    if cfg.get("model_dtype", "float32") not in ("float32", "bfloat16"):
+        raise C.ConfigError(f"model_dtype must be float32 or bfloat16, got {cfg.get('model_dtype')!r}")
+    if cfg.get("model_dtype") == "bfloat16" and not cfg.get("lora_grpo"):
+        raise C.ConfigError("model_dtype: bfloat16 needs lora_grpo: true (full fine-tuning keeps float32 weights; "
+                            "use grpo.bf16: true for bf16 autocast instead)")
 
 
 def build_grpo_trainer(prep: dict[str, Any], final_dir: str | os.PathLike | None = None):
@@ -142,8 +184,14 @@ def build_grpo_trainer(prep: dict[str, Any], final_dir: str | os.PathLike | None
     elif (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()
     tb = TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))
-    model = load_model(cfg["model"])
+    print_header(cfg)
+    model = load_model(cfg["model"], dtype=str(cfg.get("model_dtype") or "float32"))
     model.train()
+    peft_config = None
+    if cfg.get("lora_grpo"):
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(**dict(cfg.get("lora") or {}))
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=funcs,
@@ -152,6 +200,7 @@ def build_grpo_trainer(prep: dict[str, Any], final_dir: str | os.PathLike | None
         processing_class=prep["tokenizer"],
         tools=tools,
         callbacks=[recorder, tb, RunMetadataSaver(meta_file)],
+        peft_config=peft_config,
     )
     return trainer, recorder
 
@@ -183,12 +232,33 @@ def train_grpo(
     return final
 
 
+def _merged_float32(peft_model: Any) -> Any:
+    """The adapter of ``peft_model`` merged into a float32 copy of its base. A base trained in
+    bfloat16 (``model_dtype: bfloat16``) is reloaded in float32 first, so neither the base
+    weights nor the (small) LoRA update are rounded to bfloat16 in the saved model."""
+    import torch
+
+    base = peft_model.get_base_model()
+    if base.dtype == torch.float32:
+        return peft_model.merge_and_unload()
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    from mentor.models import load_model
+
+    state = {k: v.float() for k, v in get_peft_model_state_dict(peft_model).items()}
+    fresh = get_peft_model(load_model(base.config._name_or_path, dtype="float32"), peft_model.peft_config["default"])
+    set_peft_model_state_dict(fresh, state)
+    return fresh.merge_and_unload()
+
+
 def save_final(trainer: Any, final: Path, model: Any = None) -> None:
     """Save ``model`` (default: the trainer's, unwrapped) and the tokenizer to ``final``
     atomically (a temporary directory renamed into place)."""
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model = model if model is not None else trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):  # LoRA GRPO (lora_grpo): save a plain merged float32 model
+        model = _merged_float32(model)
     model.save_pretrained(str(tmp))
     trainer.processing_class.save_pretrained(str(tmp))
     shutil.rmtree(final, ignore_errors=True)
