@@ -97,3 +97,27 @@ def test_cli_reports_memory_error_before_compute(tmp_path, default_model_path, m
     assert r.exit_code == 2, r.output
     assert "per_device_train_batch_size" in r.output and "available" in r.output
     assert not (tmp_path / "run" / "checkpoint-1").exists()
+
+
+@pytest.mark.slow
+def test_lora_grpo_final_model_is_merged_into_a_float32_base(default_model_path):
+    """lora_grpo + model_dtype bfloat16: the saved student is the adapter merged into the
+    float32 base (reloaded), so neither the base nor the LoRA update is rounded to bf16."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from mentor.models import load_model
+    from mentor.train.grpo import _merged_float32
+
+    base = load_model("smollm2-135m").state_dict()
+    peft_model = get_peft_model(load_model("smollm2-135m", dtype="bfloat16"), LoraConfig(r=4, target_modules="all-linear"))
+    assert {p.dtype for n, p in peft_model.named_parameters() if "lora" in n} == {torch.float32}
+    for n, p in peft_model.named_parameters():
+        if "lora_B" in n:
+            p.data.fill_(1e-3)
+    merged = _merged_float32(peft_model)
+    sd = merged.state_dict()
+    assert merged.dtype == torch.float32 and not any("lora" in k for k in sd)
+    k = "model.layers.0.self_attn.q_proj.weight"
+    assert 0 < (sd[k] - base[k]).abs().max() < 1e-2  # the update, on the exact float32 base
+    assert torch.equal(sd["model.norm.weight"], base["model.norm.weight"])

@@ -5,9 +5,9 @@ docs/training.md): TRL already computes log-probs through a chunked LM head (ful
 logits never exist for the whole batch), and the KV cache of generation is small for the
 135M student. What grows is the **activations kept for the backward pass** of the policy forward
 with grad: every layer keeps about a dozen hidden-size and four intermediate-size vectors per
-token, ~1.4 MB per token for SmolLM2-135M in float32, over ``per_device_train_batch_size`` x
-(prompt + completion) tokens. The official-template prompt is ~1,140 tokens, so 8 completions in
-one micro-batch keep ~14 GB alive; that is what the OOM of issue #16 was.
+token, ~1.75 MB per token for SmolLM2-135M in float32, over ``per_device_train_batch_size`` x
+(prompt + completion) tokens. The official-template prompt is ~1,320 tokens, so 8 completions in
+one micro-batch keep ~20 GB alive; that is what the OOM of issue #16 was.
 
 The estimate below is ``fixed + weights/optimizer + micro-batch tokens x activation bytes per
 token + generation cache``; its coefficients are calibrated on the measured peaks in
@@ -138,5 +138,61 @@ def check_grpo_memory(cfg: Mapping[str, Any], tokenizer: Any, refs: Sequence[Any
             f"completions per step) or grpo.max_completion_length (now {g.get('max_completion_length')}), "
             "or set grpo.bf16: true, lora_grpo: true or grpo.gradient_checkpointing: true "
             "(or memory_check: false to skip this check)."
+        )
+    return est
+
+
+def estimate_sft_peak(shape: Mapping[str, int], cfg: Mapping[str, Any], seq_tokens: int) -> dict[str, float]:
+    """Estimated peak RSS (bytes) of an SFT step (LoRA, full-vocabulary logits in the loss)."""
+    s = cfg.get("sft") or {}
+    abytes = 2 if s.get("bf16") else 4
+    micro = int(s.get("per_device_train_batch_size") or 8)
+    seq = min(seq_tokens, int(s.get("max_length") or seq_tokens))
+    per_token = shape["layers"] * (ACT_HIDDEN * shape["hidden"] + ACT_INTER * shape["inter"]) * abytes
+    if s.get("gradient_checkpointing") or s.get("activation_checkpointing"):
+        per_token = shape["layers"] * shape["hidden"] * abytes * 2 + per_token // shape["layers"]
+    out = {
+        "runtime": RUNTIME_BYTES,
+        "weights": shape["params"] * 4,
+        "activations": micro * seq * per_token,
+        # logits, their log-softmax and gradient (float32), for the whole micro-batch
+        "logits": micro * seq * shape["vocab"] * 4 * SFT_LOGIT_COPIES,
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+#: float32 full-vocabulary tensors of the SFT loss alive at its peak (calibrated, docs/training.md)
+SFT_LOGIT_COPIES = 4
+
+
+def check_sft_memory(cfg: Mapping[str, Any], tokenizer: Any, dataset: Any, available: int | None = None) -> dict[str, float]:
+    """Raise ``MemoryBudgetError`` when the estimated SFT peak exceeds the available memory."""
+    from mentor.models import resolve_model
+
+    try:
+        shape = model_shape(resolve_model(cfg["model"]))
+    except (OSError, KeyError, ValueError):
+        return {}
+    longest = 0
+    for row in dataset.select(range(min(len(dataset), 16))):
+        try:
+            import json
+
+            tools = json.loads(row["tools"]) if isinstance(row.get("tools"), str) else row.get("tools")
+            ids = tokenizer.apply_chat_template(row["messages"], tools=tools, tokenize=True, return_dict=False)
+        except Exception:  # noqa: BLE001 - an estimate; a row the template rejects fails later with TRL's error
+            continue
+        longest = max(longest, len(ids))
+    est = estimate_sft_peak(shape, cfg, longest or int((cfg.get("sft") or {}).get("max_length") or 1024))
+    avail = available if available is not None else available_bytes()
+    if est["total"] > avail:
+        s = cfg.get("sft") or {}
+        parts = ", ".join(f"{k} {v / GB:.1f}" for k, v in est.items() if k != "total")
+        raise MemoryBudgetError(
+            f"SFT would need ~{est['total'] / GB:.1f} GB at its peak ({parts} GB) but only {avail / GB:.1f} GB "
+            f"are available. Lower sft.per_device_train_batch_size (now {s.get('per_device_train_batch_size')}; raise "
+            f"sft.gradient_accumulation_steps to keep the batch) or sft.max_length (now {s.get('max_length')}), or set "
+            "sft.gradient_checkpointing: true (or memory_check: false to skip this check)."
         )
     return est

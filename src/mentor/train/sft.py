@@ -29,6 +29,10 @@ def prepare_sft(references, output_dir, model=None, config=None, resume=False, *
     ckpt = _check_resume(out, references, resume)
     tok = load_tokenizer(cfg["model"], padding_side="right")
     check_tool_template(tok, where=str(cfg["model"]))
+    if cfg.get("memory_check", True):
+        from mentor.train.memory import check_sft_memory
+
+        check_sft_memory(cfg, tok, dataset)
     return {"cfg": cfg, "refs": refs, "dataset": dataset, "tokenizer": tok, "checkpoint": ckpt, "out": out,
             "references": references}
 
