@@ -121,3 +121,21 @@ def test_lora_grpo_final_model_is_merged_into_a_float32_base(default_model_path)
     k = "model.layers.0.self_attn.q_proj.weight"
     assert 0 < (sd[k] - base[k]).abs().max() < 1e-2  # the update, on the exact float32 base
     assert torch.equal(sd["model.norm.weight"], base["model.norm.weight"])
+
+
+def test_sft_estimate_names_the_setting_to_lower(tmp_path, default_model_path):
+    from mentor.models import load_tokenizer
+    from mentor.train import config as C
+    from mentor.train import data as D
+    from mentor.train.memory import MemoryBudgetError, check_sft_memory
+
+    path = _refs(tmp_path / "refs.jsonl")
+    ds = D.sft_dataset(D.references(path), path)
+    tok = load_tokenizer("smollm2-135m", padding_side="right")
+    cfg = C.resolve(None)
+    est = check_sft_memory(cfg, tok, ds, available=64 * 10**9)
+    assert est["total"] < PEAK_BOUND_GB * 1e9  # shipped: gradient checkpointing, batch 2
+    nockpt = C.merge(cfg, {"sft": {"gradient_checkpointing": False, "activation_checkpointing": False}})
+    assert check_sft_memory(nockpt, tok, ds, available=64 * 10**9)["activations"] > 4 * est["activations"]
+    with pytest.raises(MemoryBudgetError, match="sft.per_device_train_batch_size"):
+        check_sft_memory(nockpt, tok, ds, available=6 * 10**9)

@@ -163,7 +163,7 @@ def estimate_sft_peak(shape: Mapping[str, int], cfg: Mapping[str, Any], seq_toke
 
 
 #: float32 full-vocabulary tensors of the SFT loss alive at its peak (calibrated, docs/training.md)
-SFT_LOGIT_COPIES = 4
+SFT_LOGIT_COPIES = 8
 
 
 def check_sft_memory(cfg: Mapping[str, Any], tokenizer: Any, dataset: Any, available: int | None = None) -> dict[str, float]:
