@@ -15,7 +15,7 @@ from rich.markup import escape as rich_escape
 from mentor.io import DataError
 from mentor.pipeline.config import PipelineError, load_config
 from mentor.pipeline.stages import Pipeline
-from mentor.runs import SUMMARY_KEYS, summary_table
+from mentor.display import SUMMARY_KEYS, summary_table
 
 __all__ = ["SUMMARY_KEYS", "print_summary", "run"]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mentor.models import resolve_model
+from mentor.tasks import get_task
 from mentor.tools.callables import callables
 from mentor.train import data as D
 from mentor.train.common import TrainError
@@ -97,7 +98,7 @@ def available_bytes() -> int:
 def prompt_length(tokenizer: Any, refs: Sequence[Any], tools: Any) -> int:
     """Tokens of the longest GRPO prompt (system prompt with the tools + question) over a sample."""
     ds = D.grpo_dataset(list(refs)[:16])
-    kw = {"tools": callables(tools)}  # what TRL renders
+    kw = {"tools": callables(tools or get_task(D.task_of(list(refs))).toolset)}  # what TRL renders
     best = 0
     for row in ds:
         prompt = row["prompt"]
