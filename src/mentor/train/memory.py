@@ -119,18 +119,21 @@ def check_grpo_memory(cfg: Mapping[str, Any], tokenizer: Any, refs: Sequence[Any
     except (OSError, KeyError, ValueError):
         return {}  # a Hub model not downloaded yet: nothing to estimate from
     est = estimate_grpo_peak(shape, cfg, prompt_length(tokenizer, refs, tools))
+    g = cfg.get("grpo") or {}
+    return _within(est, available, "GRPO",
+                   f"Lower grpo.per_device_train_batch_size (now {g.get('per_device_train_batch_size')}; raise "
+                   "grpo.gradient_accumulation_steps to keep the completions per step) or grpo.max_completion_length "
+                   f"(now {g.get('max_completion_length')}), or set grpo.bf16: true, lora_grpo: true or "
+                   "grpo.gradient_checkpointing: true")
+
+
+def _within(est: dict[str, float], available: int | None, what: str, advice: str) -> dict[str, float]:
+    """``est`` when its total fits the available memory, else ``MemoryBudgetError`` with ``advice``."""
     avail = available if available is not None else available_bytes()
     if est["total"] > avail:
-        g = cfg.get("grpo") or {}
         parts = ", ".join(f"{k} {v / GB:.1f}" for k, v in est.items() if k != "total")
-        raise MemoryBudgetError(
-            f"GRPO would need ~{est['total'] / GB:.1f} GB at its peak ({parts} GB) but only "
-            f"{avail / GB:.1f} GB are available. Lower grpo.per_device_train_batch_size (now "
-            f"{g.get('per_device_train_batch_size')}; raise grpo.gradient_accumulation_steps to keep the "
-            f"completions per step) or grpo.max_completion_length (now {g.get('max_completion_length')}), "
-            "or set grpo.bf16: true, lora_grpo: true or grpo.gradient_checkpointing: true "
-            "(or memory_check: false to skip this check)."
-        )
+        raise MemoryBudgetError(f"{what} would need ~{est['total'] / GB:.1f} GB at its peak ({parts} GB) but only "
+                                f"{avail / GB:.1f} GB are available. {advice} (or memory_check: false to skip this check).")
     return est
 
 
@@ -174,14 +177,8 @@ def check_sft_memory(cfg: Mapping[str, Any], tokenizer: Any, dataset: Any, avail
             continue
         longest = max(longest, len(ids))
     est = estimate_sft_peak(shape, cfg, longest or int((cfg.get("sft") or {}).get("max_length") or 1024))
-    avail = available if available is not None else available_bytes()
-    if est["total"] > avail:
-        s = cfg.get("sft") or {}
-        parts = ", ".join(f"{k} {v / GB:.1f}" for k, v in est.items() if k != "total")
-        raise MemoryBudgetError(
-            f"SFT would need ~{est['total'] / GB:.1f} GB at its peak ({parts} GB) but only {avail / GB:.1f} GB "
-            f"are available. Lower sft.per_device_train_batch_size (now {s.get('per_device_train_batch_size')}; raise "
-            f"sft.gradient_accumulation_steps to keep the batch) or sft.max_length (now {s.get('max_length')}), or set "
-            "sft.gradient_checkpointing: true (or memory_check: false to skip this check)."
-        )
-    return est
+    s = cfg.get("sft") or {}
+    return _within(est, available, "SFT",
+                   f"Lower sft.per_device_train_batch_size (now {s.get('per_device_train_batch_size')}; raise "
+                   f"sft.gradient_accumulation_steps to keep the batch) or sft.max_length (now {s.get('max_length')}), "
+                   "or set sft.gradient_checkpointing: true")
