@@ -135,3 +135,18 @@ def test_trl_reward_adapters_are_picklable_classes():
     correctness = pickle.loads(pickle.dumps(TRLReward("correctness")))
     assert correctness(prompts=[None], completions=[completion], **right) == [1.0]
     assert Trajectory.from_any(completion).final_answer == "42"
+
+
+def test_cli_modules_import_no_heavy_library():
+    """`mentor <command>` starts fast: the command modules (and what they import at top) load
+    no torch, transformers, TRL or openai; those load when a model is used."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mentor.cli, mentor.pipeline, mentor.eval, mentor.tasks, mentor.generation, mentor.teacher.factory\n"
+        "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'openai', 'datasets') if m in sys.modules]\n"
+        "assert not heavy, heavy"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -84,11 +84,10 @@ def _one_step(tmp_path, tiny_model_dir, preset, weights=None):
 
     refs = _refs(tmp_path / "refs.jsonl")
     config = {"tools": ["add", "multiply"], "seed": 0, "weights": weights,
-              "grpo": {"num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 96,
+              "grpo": {"num_generations": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_completion_length": 96,
                        "max_tool_calling_iterations": 1, "learning_rate": 1e-3, "max_steps": 1,
                        "save_strategy": "no", "gradient_checkpointing": False, "use_cpu": True}}
     prep = prepare_grpo(refs, tmp_path / preset, preset, tiny_model_dir, config)
-    prep["references"] = refs
     trainer, _ = build_grpo_trainer(prep)
     _fixed_generation(trainer)
     tok = trainer.processing_class

@@ -127,6 +127,13 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     for stage, mtime in markers.items():
         assert f"{stage}: done earlier, skipped" in r.stderr and (out / "stages" / f"{stage}.json").stat().st_mtime_ns == mtime
+    # the terminal shows one plain line per event; the libraries' chatter is in the stage logs
+    terminal = r.stdout + r.stderr
+    for chatter in ("'grad_norm'", "{'loss'", "Loading weights", "Warning:", "Writing model shards"):
+        assert chatter not in terminal, (chatter, terminal[-3000:])
+    assert "[mentor] steps 1/1  reward" in r.stderr and "[eval] items" in r.stderr and "run ETA" in r.stderr
+    assert "'grad_norm'" in (out / "logs" / "mentor.log").read_text()
+    assert {p.stem for p in (out / "logs").glob("*.log")} >= {"sparse", "mentor", "eval", "report"}
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"vanilla", "sft", "sparse", "mentor"}
     for row in summary.values():

@@ -131,7 +131,7 @@ def test_pipeline_eval_stage_resumes_inside_a_benchmark(tmp_path, monkeypatch):
     gens = [Interrupted(scripts), ScriptedGenerator(scripts)]
     for g in gens:
         g.batch_size = 3
-    monkeypatch.setattr(Pipeline, "_generator", lambda self, method, model, stack: gens.pop(0))
+    monkeypatch.setattr(Pipeline, "_generator", lambda self, method, model, stack, row=None: gens.pop(0))
     pipe = Pipeline(cfg, tmp_path / "run", progress=False)
     with pytest.raises(KeyboardInterrupt):
         pipe.stage_eval(["vanilla"])
@@ -203,7 +203,7 @@ def _train_cfg(path: Path) -> Path:
     import yaml
 
     cfg = {"tools": ["add", "multiply"], "seed": 0,
-           "grpo": {"num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 96,
+           "grpo": {"num_generations": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_completion_length": 96,
                     "max_tool_calling_iterations": 1, "learning_rate": 1e-3, "save_steps": 1, "save_total_limit": None,
                     "use_cpu": True},
            "sft": {"learning_rate": 1e-2, "per_device_train_batch_size": 2, "save_steps": 1, "save_total_limit": None,

@@ -152,11 +152,10 @@ def test_grpo_trainer_scores_qa_references_as_qa(tmp_path, tiny_model_dir):
             {"role": "tool", "name": "wikipedia_search", "content": "Doc 1 (Title: Eiffel Tower) ..."},
             {"role": "assistant", "content": "\\boxed{Eiffel Tower}"}],
         "teacher_answer": "Eiffel Tower", "teacher_tools": ["wikipedia_search"], "teacher": {"backend": "fixture"}}) + "\n")
-    cfg = {"grpo": {"num_generations": 2, "per_device_train_batch_size": 2, "max_completion_length": 16,
+    cfg = {"grpo": {"num_generations": 2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_completion_length": 16,
                     "save_strategy": "no", "use_cpu": True}}
     prep = prepare_grpo(refs, tmp_path / "out", "sparse", tiny_model_dir, cfg)
-    prep["references"] = refs
-    assert prep["task"] == "qa" and prep["tools"] == "search"
+    assert prep.task == "qa" and prep.tools == "search"
     trainer, _ = build_grpo_trainer(prep)
     (correctness,) = trainer.reward_funcs
     assert correctness(prompts=[[]] * 2, completions=["\\boxed{the eiffel tower}", "\\boxed{Louvre}"],

@@ -56,8 +56,9 @@ def cfg_file(work) -> Path:
         "tools": TOOLS,
         "seed": 0,
         "grpo": {"num_generations": 2, "per_device_train_batch_size": 2, "max_completion_length": 40,
-                 "max_tool_calling_iterations": 1, "learning_rate": 1e-4, "save_steps": 1},
-        "sft": {"learning_rate": 3e-3, "per_device_train_batch_size": 2, "save_steps": 100},
+                 "max_tool_calling_iterations": 1, "learning_rate": 1e-4, "save_steps": 1,
+                 "gradient_accumulation_steps": 1},
+        "sft": {"learning_rate": 3e-3, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "save_steps": 100},
     }
     path = work / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))

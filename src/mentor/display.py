@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console
+from rich.table import Table
 
 def terminal_console() -> Console:
     """A console on a duplicate of the current stderr: made before a stage's output is captured,
@@ -311,3 +312,17 @@ def step_measures(logs: Mapping[str, Any]) -> dict[str, Any]:
     elif "loss" in logs:
         out["loss"] = logs["loss"]
     return out
+
+
+#: summary.json's columns, in table order
+SUMMARY_KEYS = ("in_domain_accuracy", "out_of_domain_accuracy", "invalid_call_rate", "tool_usage_rate", "alignment_score")
+
+
+def summary_table(summary: Mapping[str, Mapping[str, Any]], title: str = "MENTOR pipeline summary") -> Table:
+    table = Table(title=title)
+    table.add_column("method")
+    for k in SUMMARY_KEYS:
+        table.add_column(k.replace("_", " "), justify="right")
+    for m, row in summary.items():
+        table.add_row(m, *("-" if row.get(k) is None else f"{row[k]:.3f}" for k in SUMMARY_KEYS))
+    return table

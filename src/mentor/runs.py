@@ -20,11 +20,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mentor.display import fmt_duration
+from mentor.display import fmt_duration, summary_table
+from mentor.pipeline.config import all_stages
 
 app = typer.Typer(help="Runs: list run directories with their status, show one run.", no_args_is_help=True)
 
-SUMMARY_KEYS = ("in_domain_accuracy", "out_of_domain_accuracy", "invalid_call_rate", "tool_usage_rate", "alignment_score")
 
 
 @dataclass
@@ -79,8 +79,6 @@ def read_run(path: str | os.PathLike) -> RunStatus:
 
 
 def _stages_of(cfg: Mapping[str, Any]) -> list[str]:
-    from mentor.pipeline import all_stages
-
     return list(all_stages(cfg))
 
 
@@ -106,16 +104,6 @@ def headline(summary: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _num(x: Any) -> str:
     return "-" if x is None else f"{x:.2f}"
-
-
-def summary_table(summary: Mapping[str, Mapping[str, Any]], title: str = "MENTOR pipeline summary") -> Table:
-    table = Table(title=title)
-    table.add_column("method")
-    for k in SUMMARY_KEYS:
-        table.add_column(k.replace("_", " "), justify="right")
-    for m, row in summary.items():
-        table.add_row(m, *("-" if row.get(k) is None else f"{row[k]:.3f}" for k in SUMMARY_KEYS))
-    return table
 
 
 def list_table(runs: Sequence[RunStatus]) -> Table:

@@ -76,10 +76,12 @@ def evaluate(
     out: str | os.PathLike | None = None,
     label: str | None = None,
     partial: str | os.PathLike | None = None,
+    on_record: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (or an already-built ``generator``) on ``benchmark``; see the module doc.
     ``sampling`` (``mentor.generation.Sampling``), when given, replaces ``temperature``,
-    ``top_p``, ``max_new_tokens`` and ``seed``."""
+    ``top_p``, ``max_new_tokens`` and ``seed``. ``on_record(record)`` is called for every
+    finished item (records read back from an interrupted run first), e.g. for a live accuracy."""
     t_start = time.perf_counter()
     bench = _resolve(benchmark, limit)
     task = get_task(bench.kind)
@@ -114,7 +116,7 @@ def evaluate(
     index_seconds = time.perf_counter() - t0 if tools and settings.get("retriever") else 0.0
     resume = PartialRecords.at(partial, out, partial_key(bench, model_name, settings))
     opts = RunOptions(tools, max_turns, sampling, executor, progress)
-    records, gen_seconds, score_seconds = _run_items(task, bench, generator, opts, resume, settings)
+    records, gen_seconds, score_seconds = _run_items(task, bench, generator, opts, resume, settings, on_record)
     result = _result(task, bench, model_name, records)
     result["settings"] = settings
     result["timings"] = _timings(records, t_start, (t_loaded, t_model), index_seconds, gen_seconds, score_seconds)
@@ -132,13 +134,16 @@ def evaluate(
 
 
 def _run_items(task: Task, bench: Benchmark, generator: Any, opts: RunOptions, resume: PartialRecords | None,
-               settings: dict[str, Any]) -> tuple[list[dict[str, Any]], float, float]:
+               settings: dict[str, Any], on_record: Callable[[Mapping[str, Any]], None] | None = None,
+               ) -> tuple[list[dict[str, Any]], float, float]:
     """Generate and score every item: ``(records, generate seconds, score seconds)``. With
     ``resume`` the items run in batches of the generator's batch size, each finished record is
     appended to it, and records it holds from an interrupted run are not redone."""
     done = resume.load(bench.items) if resume is not None else {}
     if resume is not None:
         settings["resumed_items"] = len(done)
+    for i in sorted(done) if on_record else ():
+        on_record(done[i])
     pending = [i for i in range(len(bench.items)) if i not in done]
     step = max(1, int(settings.get("batch_size") or 8)) if resume is not None else max(1, len(pending))
     gen_seconds = score_seconds = 0.0
@@ -159,6 +164,8 @@ def _run_items(task: Task, bench: Benchmark, generator: Any, opts: RunOptions, r
                 done[i] = rec
                 if resume is not None:
                     resume.append(i, rec)
+                if on_record is not None:
+                    on_record(rec)
     finally:
         bar.close()
     return [done[i] for i in range(len(bench.items))], gen_seconds, score_seconds

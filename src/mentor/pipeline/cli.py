@@ -10,24 +10,18 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape as rich_escape
 
 from mentor.io import DataError
 from mentor.pipeline.config import PipelineError, load_config
 from mentor.pipeline.stages import Pipeline
+from mentor.display import SUMMARY_KEYS, summary_table
 
-SUMMARY_KEYS = ("in_domain_accuracy", "out_of_domain_accuracy", "invalid_call_rate", "tool_usage_rate", "alignment_score")
+__all__ = ["SUMMARY_KEYS", "print_summary", "run"]
 
 
 def print_summary(summary: Mapping[str, Mapping[str, Any]], console: Any = None) -> None:
-    console = console or Console()
-    table = Table(title="MENTOR pipeline summary")
-    table.add_column("method")
-    for k in SUMMARY_KEYS:
-        table.add_column(k.replace("_", " "), justify="right")
-    for m, row in summary.items():
-        table.add_row(m, *("-" if row.get(k) is None else f"{row[k]:.3f}" for k in SUMMARY_KEYS))
-    console.print(table)
+    (console or Console()).print(summary_table(summary))
 
 
 # ------------------------------------------------------------------ CLI
@@ -37,7 +31,9 @@ def run(
     config: Path = typer.Option(None, "--config", help="Pipeline YAML (default: configs/pipeline/cpu.yaml, the bundled CPU demo)."),
     output_dir: Path = typer.Option(None, "--output-dir", help="Run directory (default: runs/<config name>)."),
     stages: str = typer.Option(None, "--stages", help="Comma-separated subset of stages: data,teach,vanilla,sft,<rl methods>,eval,report."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="A live display (default on a terminal); --no-progress: one plain line per event."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the libraries' output (always in RUN_DIR/logs/<stage>.log)."),
 ) -> None:
     """Run the whole MENTOR pipeline (data -> teacher -> vanilla eval -> SFT -> RL -> eval -> report).
 
@@ -46,12 +42,13 @@ def run(
     try:
         cfg = load_config(config)
         out = output_dir or Path("runs") / str(cfg.get("name", "run"))
-        pipe = Pipeline(cfg, out, progress=progress)
+        pipe = Pipeline(cfg, out, progress=progress, verbose=verbose)
         chosen = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
         t0 = time.perf_counter()
         pipe.run(chosen)
     except (PipelineError, DataError) as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}")
+        notes = "".join(f"\n{n}" for n in getattr(e, "__notes__", ()))
+        Console(stderr=True).print(f"[red]error:[/red] {rich_escape(str(e))}{rich_escape(notes)}")
         raise typer.Exit(2) from None
     summary_file = out / "summary.json"
     if summary_file.exists():

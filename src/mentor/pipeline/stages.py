@@ -21,6 +21,7 @@ from rich.console import Console
 
 from mentor.analysis.report import build_report, summary_row, teacher_counts
 from mentor.data.datasets import Question, load_questions
+from mentor.display import RunDisplay, StageRow, capture_output, terminal_console, trainer_display
 from mentor.eval.runner import evaluate, result_name
 from mentor.generation import make_generator, serve_model
 from mentor.io import read_jsonl, run_metadata, write_json
@@ -28,16 +29,28 @@ from mentor.models import resolve_model
 from mentor.pipeline.config import PipelineConfig, PipelineError
 from mentor.teacher.factory import build_teacher
 from mentor.teacher.generate import generate_references
-from mentor.train import train_grpo, train_sft
 from mentor.train.config import bundled_path
 
 
+#: Seconds per unit of work on the bundled CPU default (2 cores; `scripts/run`, README): the
+#: prior of the run's ETA, which is rescaled by how long the finished stages really took.
+PRIOR_SECONDS = {"question": 0.05, "eval_item": 2.0, "sft_step": 6.0, "rl_step": 30.0, "stage": 2.0}
+
+
 class Pipeline:
-    def __init__(self, cfg: Mapping[str, Any], out: str | Path, progress: bool = True):
+    """The run directory's stages. ``progress``: a live display (else one line per event);
+    ``verbose``: library output is also echoed to the terminal (it always goes to
+    ``logs/<stage>.log``); ``capture=False`` leaves the process's output alone (for callers that
+    run several pipelines in threads of one process: file descriptors are process-wide)."""
+
+    def __init__(self, cfg: Mapping[str, Any], out: str | Path, progress: bool = True, verbose: bool = False,
+                 capture: bool = True):
         self.cfg = dict(cfg)
         self.config = PipelineConfig.from_mapping(self.cfg, self.cfg.get("_source") or "pipeline config")
         self.out = Path(out)
         self.progress = progress
+        self.verbose = verbose
+        self.capture = capture
         self.console = Console(stderr=True)
 
     # paths
@@ -77,18 +90,46 @@ class Pipeline:
         self._write_config()
         self._update_meta({})
         t_all = time.perf_counter()
-        for stage in [s for s in order if s in chosen]:
-            if self.done(stage):
-                self.console.print(f"[dim]\\[mentor run] {stage}: done earlier, skipped[/dim]")
-                continue
-            self.console.rule(f"[bold]stage {stage}")
-            t0 = time.perf_counter()
-            info = self._run_stage(stage) or {}
-            seconds = time.perf_counter() - t0
-            write_json(self.marker(stage), {"stage": stage, "seconds": round(seconds, 2), **info})
-            self._update_meta({stage: {"seconds": round(seconds, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}})
-            self.console.print(f"[green]\\[mentor run] {stage}: done in {seconds:.1f}s[/green]")
+        todo = [s for s in order if s in chosen]
+        with RunDisplay(todo, self.budgets(), plain=not self.progress, console=terminal_console()) as display:
+            for stage in todo:
+                if self.done(stage):
+                    display.finished(stage, 0.0, skipped=True)
+                    display.print(f"[mentor run] {stage}: done earlier, skipped")
+                    continue
+                t0 = time.perf_counter()
+                info = self._run_logged(stage, display)
+                seconds = time.perf_counter() - t0
+                write_json(self.marker(stage), {"stage": stage, "seconds": round(seconds, 2), **info})
+                self._update_meta({stage: {"seconds": round(seconds, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}})
+                display.finished(stage, seconds)
+                display.print(f"[mentor run] {stage}: done in {seconds:.1f}s{_brief(info)}")
         return self._update_meta({}, last_invocation_seconds=round(time.perf_counter() - t_all, 2))
+
+    def log_path(self, stage: str) -> Path:
+        return self.out / "logs" / f"{stage}.log"
+
+    def _run_logged(self, stage: str, display: RunDisplay) -> dict[str, Any]:
+        """One stage with its own display row; its library output goes to ``logs/<stage>.log``."""
+        with display.stage(stage, unit=_UNITS.get(stage, "steps")) as row:
+            if not self.capture:
+                return self._run_stage(stage, row) or {}
+            echo = display.console.file if self.verbose else None
+            with capture_output(self.log_path(stage), echo=echo):
+                return self._run_stage(stage, row) or {}
+
+    def budgets(self) -> dict[str, float]:
+        """Each stage's estimated seconds (``PRIOR_SECONDS`` x its units of work), for the ETA."""
+        e, t, p = self.config.eval, self.config.train, PRIOR_SECONDS
+        items = (e.limit or 100) * len(e.benchmarks)
+        out = {s: p["stage"] for s in self.config.stages}
+        out["teach"] = p["question"] * (self.config.data.n or 100)
+        out["vanilla"] = p["eval_item"] * items * (2 if e.tool_effect else 1)
+        out["sft"] = p["sft_step"] * int((t.sft or {}).get("max_steps") or 100)
+        for m in t.rl_methods:
+            out[m] = p["rl_step"] * int((t.rl or {}).get("max_steps") or 100)
+        out["eval"] = p["eval_item"] * items * (len(self.config.methods) - 1)
+        return out
 
     def _update_meta(self, stages: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
         """Read-modify-write of ``run.json`` under a file lock, so that several ``run``s on one
@@ -112,17 +153,17 @@ class Pipeline:
             )
         path.write_text(text)
 
-    def _run_stage(self, stage: str) -> dict[str, Any] | None:
+    def _run_stage(self, stage: str, row: StageRow | None = None) -> dict[str, Any] | None:
         rl = self.config.train.rl_methods
         if stage in rl:
-            return self.stage_rl(stage, rl[stage])
+            return self.stage_rl(stage, rl[stage], row)
         run = {
-            "data": self.stage_data,
-            "teach": self.stage_teach,
-            "vanilla": lambda: self.stage_eval(["vanilla"]),
-            "sft": self.stage_sft,
-            "eval": lambda: self.stage_eval([m for m in self.config.methods if m != "vanilla"]),
-            "report": self.stage_report,
+            "data": lambda: self.stage_data(),
+            "teach": lambda: self.stage_teach(row),
+            "vanilla": lambda: self.stage_eval(["vanilla"], row),
+            "sft": lambda: self.stage_sft(row),
+            "eval": lambda: self.stage_eval([m for m in self.config.methods if m != "vanilla"], row),
+            "report": lambda: self.stage_report(),
         }.get(stage)
         if run is None:  # pragma: no cover - run() checks the stage names
             raise PipelineError(f"unknown stage {stage!r}")
@@ -145,11 +186,15 @@ class Pipeline:
     def _questions(self) -> list[Question]:
         return [Question(**obj) for _, obj in read_jsonl(self.questions_path)]
 
-    def stage_teach(self) -> dict[str, Any]:
+    def stage_teach(self, row: StageRow | None = None) -> dict[str, Any]:
         teacher = build_teacher(self.config.teacher)
         section = dict(self.cfg.get("teacher") or {"backend": "program"})
+        questions = self._questions()
+        if row is not None:
+            row.set_total(len(questions))
         summary = generate_references(
-            self._questions(), teacher, self.references_path, progress=self.progress, config=section, seed=self.cfg.get("seed")
+            questions, teacher, self.references_path, progress=row.update if row is not None else self.progress,
+            config=section, seed=self.cfg.get("seed")
         )
         if summary.file_kept == 0:
             raise PipelineError(f"the teacher produced no correct reference ({self.references_path}.rejected.jsonl has why)")
@@ -159,21 +204,27 @@ class Pipeline:
         config = self.config.train.config
         return str(bundled_path(config)) if config else None
 
-    def stage_sft(self) -> dict[str, Any]:
+    def stage_sft(self, row: StageRow | None = None) -> dict[str, Any]:
+        from mentor.train import train_sft  # torch, transformers, TRL: only when a training stage runs
+
         out = self.model_dir("sft")
         final = train_sft(self.references_path, out, model=self.model_for("vanilla"), config=self._training_config(),
-                          resume=_has_checkpoint(out), seed=self.config.seed, **dict(self.config.train.sft or {}))
+                          resume=_has_checkpoint(out), seed=self.config.seed, callbacks=_shown(row),
+                          **dict(self.config.train.sft or {}))
         self._drop_checkpoints(out)
         return {"model": str(final)}
 
-    def stage_rl(self, method: str, preset: str) -> dict[str, Any]:
+    def stage_rl(self, method: str, preset: str, row: StageRow | None = None) -> dict[str, Any]:
+        from mentor.train import train_grpo  # torch, transformers, TRL: only when a training stage runs
+
         from_sft = self.config.rl_init == "sft"
         init = self.model_for("sft") if from_sft else self.model_for("vanilla")
         if from_sft and not Path(init).exists():
             raise PipelineError(f"RL method {method!r} starts from the SFT model, but {init} does not exist: run the sft stage")
         out = self.model_dir(method)
         final = train_grpo(self.references_path, out, preset=preset, model=init, config=self._training_config(),
-                           resume=_has_checkpoint(out), seed=self.config.seed, **dict(self.config.train.rl or {}))
+                           resume=_has_checkpoint(out), seed=self.config.seed, callbacks=_shown(row),
+                           **dict(self.config.train.rl or {}))
         self._drop_checkpoints(out)
         return {"model": str(final), "preset": preset, "init": init}
 
@@ -186,9 +237,9 @@ class Pipeline:
         for ckpt in out.glob("checkpoint-*"):
             shutil.rmtree(ckpt, ignore_errors=True)
 
-    def stage_eval(self, which: Sequence[str]) -> dict[str, Any]:
+    def stage_eval(self, which: Sequence[str], row: StageRow | None = None) -> dict[str, Any]:
         e = self.config.eval
-        done: dict[str, list[str]] = {}
+        todo: dict[str, list[tuple[str, bool]]] = {}
         for method in which:
             model = self.model_for(method)
             if method != "vanilla" and not Path(model).exists():
@@ -198,26 +249,34 @@ class Pipeline:
                 jobs += [(b, False) for b, _ in e.benchmarks]
             jobs = [(b, tools) for b, tools in jobs if not (self.eval_dir(method) / result_name(b, tools)).exists()]
             if jobs:
-                done[method] = self._evaluate(method, model, jobs)
-        return {"evaluated": done}
+                todo[method] = jobs
+        if row is not None and e.limit:
+            row.set_total(e.limit * sum(len(j) for j in todo.values()))
+        return {"evaluated": {m: self._evaluate(m, self.model_for(m), jobs, row) for m, jobs in todo.items()}}
 
-    def _evaluate(self, method: str, model: str, jobs: Sequence[tuple[str, bool]]) -> list[str]:
+    def _evaluate(self, method: str, model: str, jobs: Sequence[tuple[str, bool]], row: StageRow | None = None) -> list[str]:
         """Every (benchmark, tools) job of one model, with one generator for all of them."""
         e = self.config.eval
         written = []
+        live = _LiveAccuracy(row, f"{method} acc")
         with contextlib.ExitStack() as stack:
-            generator = self._generator(method, model, stack)
+            generator = self._generator(method, model, stack, row)
             for bench, tools in jobs:
                 target = self.eval_dir(method) / result_name(bench, tools)
                 res = evaluate(model, bench, generator=generator, limit=e.limit, tools=tools, max_turns=int(e.max_turns),
-                               sampling=e.sampling(self.config.seed), progress=self.progress, label=method,
-                               partial=target.with_name(target.name + ".partial.jsonl"))  # item-level resume
+                               sampling=e.sampling(self.config.seed), progress=self.progress if row is None else False,
+                               label=method, partial=target.with_name(target.name + ".partial.jsonl"),  # item-level resume
+                               on_record=live if row is not None else None)
                 write_json(target, res)
                 written.append(target.name)
-                self.console.print(f"  {method} on {bench}{'' if tools else ' (no tools)'}: accuracy {res['accuracy']:.3f}")
+                message = f"  {method} on {bench}{'' if tools else ' (no tools)'}: accuracy {res['accuracy']:.3f}"
+                if row is not None:
+                    row.event(message.strip())
+                else:
+                    self.console.print(message)
         return written
 
-    def _generator(self, method: str, model: str, stack: contextlib.ExitStack) -> Any:
+    def _generator(self, method: str, model: str, stack: contextlib.ExitStack, row: StageRow | None = None) -> Any:
         """Transformers in this process, or -- with ``eval.server`` (``vllm`` on GPUs) -- a
         server started for this model alone and stopped when its benchmarks are done."""
         e = self.config.eval
@@ -225,7 +284,7 @@ class Pipeline:
             return make_generator(model, batch_size=int(e.batch_size))
         log = self.eval_dir(method) / "server.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        self.console.print(f"  starting {e.server.split()[0]} for {method} (log: {log})")
+        (row.event if row is not None else self.console.print)(f"starting {e.server.split()[0]} for {method} (log: {log})")
         url = stack.enter_context(serve_model(e.server, model, startup_timeout=float(e.server_startup_timeout), log=log))
         return make_generator(resolve_model(model), base_url=url, batch_size=int(e.batch_size))
 
@@ -261,6 +320,34 @@ class Pipeline:
                     results.append((domain, json.loads(path.read_text())))
             out[m] = summary_row(results, teacher)
         return out
+
+
+_UNITS = {"teach": "questions", "vanilla": "items", "eval": "items", "data": "stage", "report": "stage"}
+
+
+def _brief(info: Mapping[str, Any]) -> str:
+    """The headline of a stage's marker for its "done" line."""
+    keys = ("questions", "kept", "rejected")
+    parts = [f"{k} {info[k]}" for k in keys if k in info]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _shown(row: StageRow | None) -> list[Any]:
+    """The trainer callbacks that feed a stage's display row (none without a row)."""
+    return [trainer_display(row)] if row is not None else []
+
+
+class _LiveAccuracy:
+    """``on_record`` for evaluation: the stage row shows items done and the accuracy so far."""
+
+    def __init__(self, row: StageRow | None, label: str = "accuracy"):
+        self.row, self.label, self.n, self.correct = row, label, 0, 0
+
+    def __call__(self, record: Mapping[str, Any]) -> None:
+        self.n += 1
+        self.correct += bool(record.get("correct"))
+        if self.row is not None:
+            self.row.update(self.row.done + 1, **{self.label: self.correct / self.n})
 
 
 def _has_checkpoint(out: Path) -> bool:

@@ -76,11 +76,25 @@ MENTOR_DEFAULTS: dict[str, Any] = {
     "seed": 42,
     "only_correct": True,  # train on the references whose teacher answer was correct (the MENTOR filter)
     "max_references": None,  # use only the first N references (small runs)
-    "merge_lora": True,
+    "merge_lora": True,  # save the SFT result merged into a full model under OUTPUT_DIR/final
     # Tools offered to the student: None = the task's tool set ("math": the 12 calculator tools,
     # "qa": wikipedia_search), or a list of tool names (a subset shortens the prompt on CPU).
-    "tools": None,  # save the SFT result merged into a full model under OUTPUT_DIR/final
+    "tools": None,
+    # --- GRPO speed / memory options (issues #11, #16). Each departs from the paper's algorithm
+    # or numerics; all are OFF here and in the GPU configs, ON in configs/cpu.yaml where measured
+    # to pay (docs/training.md). They are printed in every GRPO run's header and saved in run.json.
+    # GRPO trains a LoRA adapter (the ``lora`` section) instead of every weight; the KL reference
+    # is then the adapter-disabled base (no second model copy). The final model is merged.
+    "lora_grpo": False,
+    # dtype of the student's weights during GRPO: float32 or bfloat16. bfloat16 needs
+    # lora_grpo (the frozen base is stored in bf16; the adapter and AdamW state stay float32).
+    "model_dtype": "float32",
+    # Before compute, estimate the GRPO/SFT peak RSS and stop with an error naming the setting to
+    # lower when it exceeds the memory available (mentor.train.memory).
+    "memory_check": True,
 }
+#: mentor keys that change the training algorithm or numerics (printed in the run header).
+SPEED_KEYS = ("lora_grpo", "model_dtype")
 
 SECTIONS = ("grpo", "sft", "lora")
 #: Set by mentor itself; a config may not set them.

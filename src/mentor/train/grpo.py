@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mentor.references import Reference
+from rich.console import Console
 
 from mentor.models import check_tool_template, load_model, load_tokenizer
+from mentor.references import Reference
 from mentor.rewards import resolve_weights, trl_reward_funcs
 from mentor.tasks import get_task
 from mentor.tools.callables import callables
@@ -27,6 +28,7 @@ from mentor.train import config as C
 from mentor.train import data as D
 from mentor.train.callbacks import Clock, RunMetadataSaver, StepRecorder, timed_reward, timed_tool, with_tool_metrics
 from mentor.train.common import TrainError, check_resume, last_checkpoint, seed_and_section, write_run_metadata
+from mentor.train.memory import check_grpo_memory
 
 __all__ = ["GRPOPlan", "TrainError", "build_grpo_trainer", "last_checkpoint", "prepare_grpo", "save_final", "train_grpo"]
 
@@ -44,6 +46,38 @@ class GRPOPlan:
     tools: Any  # the tool set offered to the student
     out: Path
     references: str | os.PathLike
+
+
+def speed_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a GRPO run that depart from (or may depart from) the paper's algorithm and
+    numerics for speed or memory (issues #11, #16), with their values in ``cfg``: printed in
+    every run's header and saved in ``run.json`` (``speed_options``) so reports can show them."""
+    g = cfg.get("grpo") or {}
+    return {
+        "lora_grpo": bool(cfg.get("lora_grpo", False)),
+        "model_dtype": str(cfg.get("model_dtype", "float32")),
+        "bf16_autocast": bool(g.get("bf16", False)),
+        "beta": g.get("beta"),
+        "reference_model": ("none (beta=0)" if not g.get("beta") else
+                            "adapter-disabled base" if cfg.get("lora_grpo") else "full copy"),
+        "per_device_train_batch_size": g.get("per_device_train_batch_size"),
+        "gradient_accumulation_steps": g.get("gradient_accumulation_steps", 1),
+        "gradient_checkpointing": bool(g.get("gradient_checkpointing", False)),
+    }
+
+
+def print_header(cfg: Mapping[str, Any], stage: str = "grpo") -> None:
+    opts = speed_options(cfg)
+    Console(stderr=True).print(f"\\[mentor] {stage} with {cfg.get('model')}: "
+                               + ", ".join(f"{k}={v}" for k, v in opts.items()), highlight=False)
+
+
+def _check_speed_options(cfg: Mapping[str, Any]) -> None:
+    if cfg.get("model_dtype", "float32") not in ("float32", "bfloat16"):
+        raise C.ConfigError(f"model_dtype must be float32 or bfloat16, got {cfg.get('model_dtype')!r}")
+    if cfg.get("model_dtype") == "bfloat16" and not cfg.get("lora_grpo"):
+        raise C.ConfigError("model_dtype: bfloat16 needs lora_grpo: true (full fine-tuning keeps float32 weights; "
+                            "use grpo.bf16: true for bf16 autocast instead)")
 
 
 def prepare_grpo(
@@ -65,12 +99,16 @@ def prepare_grpo(
     ckpt = check_resume(out, references, resume)
     tok = load_tokenizer(cfg["model"])
     check_tool_template(tok, where=str(cfg["model"]))
+    _check_speed_options(cfg)
     task = D.task_of(refs)
+    tools = cfg.get("tools") or get_task(task).toolset
+    if cfg.get("memory_check", True):
+        check_grpo_memory(cfg, tok, refs, tools)
     return GRPOPlan(cfg=cfg, weights=weights, refs=refs, tokenizer=tok, checkpoint=ckpt, task=task,
-                    tools=cfg.get("tools") or get_task(task).toolset, out=out, references=references)
+                    tools=tools, out=out, references=references)
 
 
-def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL):
+def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Sequence[Any] = ()):
     """A ready ``GRPOTrainer`` (and its recorder) from ``prepare_grpo``'s plan; the student's
     tool calls are executed by ``executor`` (default: in-process)."""
     from torch.utils.tensorboard import SummaryWriter
@@ -91,7 +129,7 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL):
     args = GRPOConfig(output_dir=str(out), reward_weights=weights, **args_kw)
 
     meta_file = write_run_metadata(out, cfg, plan.references, "grpo", reward_components=list(plan.weights),
-                                   reward_weights=plan.weights, tools=plan.tools)
+                                   reward_weights=plan.weights, tools=plan.tools, speed_options=speed_options(cfg))
     recorder = StepRecorder(out / "metrics.jsonl", list(plan.weights), clock,
                             meta={"preset": cfg["preset"]})
     if plan.checkpoint:
@@ -99,8 +137,14 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL):
     elif (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()
     tb = TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))
-    model = load_model(cfg["model"])
+    print_header(cfg)
+    model = load_model(cfg["model"], dtype=str(cfg.get("model_dtype") or "float32"))
     model.train()
+    peft_config = None
+    if cfg.get("lora_grpo"):
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(**dict(cfg.get("lora") or {}))
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=funcs,
@@ -108,7 +152,8 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL):
         train_dataset=D.grpo_dataset(plan.refs),
         processing_class=plan.tokenizer,
         tools=tools,
-        callbacks=[recorder, tb, RunMetadataSaver(meta_file)],
+        callbacks=[recorder, tb, RunMetadataSaver(meta_file), *callbacks],
+        peft_config=peft_config,
     )
     return trainer, recorder
 
@@ -123,21 +168,40 @@ def train_grpo(
     resume: bool = False,
     final_dir: str | os.PathLike | None = None,
     executor: Executor = LOCAL,
+    callbacks: Sequence[Any] = (),
     **overrides: Any,
 ) -> Path:
     """Train a student with GRPO on a reward preset; return the final model directory
-    (``OUTPUT_DIR/final`` unless ``final_dir``), in Hugging Face format.
+    (``OUTPUT_DIR/final`` unless ``final_dir``), in Hugging Face format. ``callbacks`` are extra
+    ``TrainerCallback``s (e.g. a progress display).
 
     ``config`` is a YAML path or a dict (see ``mentor.train.config``); flat ``overrides`` such as
     ``num_generations=4, max_completion_length=48, per_device_train_batch_size=4,
     learning_rate=1e-5, seed=0`` go to their section.
     """
     plan = prepare_grpo(references, output_dir, preset, model, config, resume, max_steps=max_steps, **overrides)
-    trainer, _ = build_grpo_trainer(plan, executor)
+    trainer, _ = build_grpo_trainer(plan, executor, callbacks)
     trainer.train(resume_from_checkpoint=plan.checkpoint)
     final = Path(final_dir) if final_dir else plan.out / "final"
     save_final(trainer, final)
     return final
+
+
+def _merged_float32(peft_model: Any) -> Any:
+    """The adapter of ``peft_model`` merged into a float32 copy of its base. A base trained in
+    bfloat16 (``model_dtype: bfloat16``) is reloaded in float32 first, so neither the base
+    weights nor the (small) LoRA update are rounded to bfloat16 in the saved model."""
+    import torch
+
+    base = peft_model.get_base_model()
+    if base.dtype == torch.float32:
+        return peft_model.merge_and_unload()
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    state = {k: v.float() for k, v in get_peft_model_state_dict(peft_model).items()}
+    fresh = get_peft_model(load_model(base.config._name_or_path, dtype="float32"), peft_model.peft_config["default"])
+    set_peft_model_state_dict(fresh, state)
+    return fresh.merge_and_unload()
 
 
 def save_final(trainer: Any, final: Path, model: Any = None) -> None:
@@ -146,6 +210,8 @@ def save_final(trainer: Any, final: Path, model: Any = None) -> None:
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model = model if model is not None else trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):  # LoRA GRPO (lora_grpo): save a plain merged float32 model
+        model = _merged_float32(model)
     model.save_pretrained(str(tmp))
     trainer.processing_class.save_pretrained(str(tmp))
     shutil.rmtree(final, ignore_errors=True)

@@ -10,7 +10,7 @@ assistant turns (reasoning, tool calls, final answer) and never the prompt or to
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from mentor.train import config as C, data as D
 from mentor.train.callbacks import RunMetadataSaver, StepRecorder
 from mentor.train.common import check_resume, seed_and_section, write_run_metadata
 from mentor.train.grpo import prepare_grpo, save_final, train_grpo
+from mentor.train.memory import check_sft_memory
 
 
 def prepare_sft(references, output_dir, model=None, config=None, resume=False, **overrides) -> dict[str, Any]:
@@ -29,11 +30,13 @@ def prepare_sft(references, output_dir, model=None, config=None, resume=False, *
     ckpt = check_resume(out, references, resume)
     tok = load_tokenizer(cfg["model"], padding_side="right")
     check_tool_template(tok, where=str(cfg["model"]))
+    if cfg.get("memory_check", True):
+        check_sft_memory(cfg, tok, dataset)
     return {"cfg": cfg, "refs": refs, "dataset": dataset, "tokenizer": tok, "checkpoint": ckpt, "out": out,
             "references": references}
 
 
-def build_sft_trainer(prep: dict[str, Any]):
+def build_sft_trainer(prep: dict[str, Any], callbacks: Sequence[Any] = ()):
     from peft import LoraConfig
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
@@ -60,7 +63,7 @@ def build_sft_trainer(prep: dict[str, Any]):
         train_dataset=prep["dataset"],
         processing_class=prep["tokenizer"],
         peft_config=lora,
-        callbacks=[recorder, tb, RunMetadataSaver(meta_file)],
+        callbacks=[recorder, tb, RunMetadataSaver(meta_file), *callbacks],
     )
     return trainer
 
@@ -72,13 +75,15 @@ def train_sft(
     config: str | os.PathLike | Mapping[str, Any] | None = None,
     max_steps: int | None = None,
     resume: bool = False,
+    callbacks: Sequence[Any] = (),
     **overrides: Any,
 ) -> Path:
     """LoRA SFT on the references' teacher trajectories; return ``OUTPUT_DIR/final``: the base
     model with the adapter merged (a plain Hugging Face model, accepted by every ``--model``).
-    The adapter alone is saved under ``OUTPUT_DIR/adapter``."""
+    The adapter alone is saved under ``OUTPUT_DIR/adapter``. ``callbacks`` are extra
+    ``TrainerCallback``s (e.g. a progress display)."""
     prep = prepare_sft(references, output_dir, model, config, resume, max_steps=max_steps, **overrides)
-    trainer = build_sft_trainer(prep)
+    trainer = build_sft_trainer(prep, callbacks)
     trainer.train(resume_from_checkpoint=prep["checkpoint"])
     return save_sft_final(trainer, prep["out"], merge=bool(prep["cfg"].get("merge_lora", True)))
 

@@ -1,0 +1,141 @@
+"""Peak memory of GRPO (issue #16): the default CPU config stays under its bound, measured from
+the process, and a run whose estimated peak exceeds the memory available stops before compute
+with an error naming the setting to lower."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+#: The bound docs/training.md states for one default-config GRPO step (configs/cpu.yaml).
+PEAK_BOUND_GB = 8.0
+
+REFS = [(28377, 6), (9120, 8), (4410, 7), (7719, 9)]
+
+
+def _refs(path: Path) -> Path:
+    rows = []
+    for i, (a, b) in enumerate(REFS):
+        ans = str(a // b)
+        rows.append({
+            "id": f"q{i}", "question": f"{a} apples are shared by {b} children. How many does each get?",
+            "answer": ans, "correct": True,
+            "messages": [
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"type": "function", "function": {"name": "divide", "arguments": {"numerator": a, "denominator": b}}}]},
+                {"role": "tool", "name": "divide", "content": ans},
+                {"role": "assistant", "content": f"Each gets \\boxed{{{ans}}}."},
+            ],
+            "teacher_answer": ans, "teacher_tools": ["divide"], "teacher": {"backend": "fixture"},
+        })
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.slow
+def test_default_config_grpo_step_peak_rss_under_bound(tmp_path, default_model_path):
+    """One GRPO step of configs/cpu.yaml as shipped (8 completions, official tool template,
+    ~1,300-token prompt) in a child process; its peak RSS comes from the kernel (ru_maxrss).
+    One step of 8 completions: minutes on the shared 2-core machine."""
+    refs = _refs(tmp_path / "refs.jsonl")
+    code = ("import sys; from mentor.cli import main; sys.argv = ['mentor', 'train', 'grpo', '--preset', 'mentor', "
+            f"'--references', {str(refs)!r}, '--model', 'smollm2-135m', '--output-dir', {str(tmp_path / 'run')!r}, "
+            "'--max-steps', '1']; main()")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9
+    assert peak_gb > before * 1024 / 1e9 or before == 0
+    assert peak_gb < PEAK_BOUND_GB, f"peak RSS {peak_gb:.2f} GB"
+    recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    assert [x["step"] for x in recs] == [1]
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    opts = meta["speed_options"]  # recorded for the report: what departs from the paper's algorithm
+    assert opts["lora_grpo"] is False and opts["per_device_train_batch_size"] == 1
+    assert "lora_grpo=False" in r.stderr and "gradient_accumulation_steps=8" in r.stderr  # the run header
+    assert (tmp_path / "run" / "final" / "config.json").exists()
+
+
+def test_estimate_over_available_memory_stops_before_compute(tmp_path, default_model_path):
+    from mentor.models import load_tokenizer
+    from mentor.train import data as D
+    from mentor.train import config as C
+    from mentor.train.memory import MemoryBudgetError, check_grpo_memory
+
+    refs = D.references(_refs(tmp_path / "refs.jsonl"))
+    tok = load_tokenizer("smollm2-135m")
+    cfg = C.resolve(None)
+    est = check_grpo_memory(cfg, tok, refs, None, available=64 * 10**9)
+    assert est["total"] < PEAK_BOUND_GB * 1e9  # the shipped CPU config is estimated under the bound
+    # The pre-#16 default (fp32 full fine-tuning, 8 completions in one micro-batch) is not.
+    old = C.merge(cfg, {"lora_grpo": False, "model_dtype": "float32",
+                        "grpo": {"bf16": False, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}})
+    with pytest.raises(MemoryBudgetError, match="per_device_train_batch_size"):
+        check_grpo_memory(old, tok, refs, None, available=12 * 10**9)
+    assert check_grpo_memory(old, tok, refs, None, available=64 * 10**9)["activations"] > 4 * est["activations"]
+
+
+def test_cli_reports_memory_error_before_compute(tmp_path, default_model_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mentor.cli import app
+    from mentor.train import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**9)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"grpo": {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}}))
+    r = CliRunner().invoke(app, ["train", "grpo", "--references", str(_refs(tmp_path / "refs.jsonl")), "--output-dir",
+                                 str(tmp_path / "run"), "--config", str(cfg), "--max-steps", "1"])
+    assert r.exit_code == 2, r.output
+    assert "per_device_train_batch_size" in r.output and "available" in r.output
+    assert not (tmp_path / "run" / "checkpoint-1").exists()
+
+
+@pytest.mark.slow
+def test_lora_grpo_final_model_is_merged_into_a_float32_base(default_model_path):
+    """lora_grpo + model_dtype bfloat16: the saved student is the adapter merged into the
+    float32 base (reloaded), so neither the base nor the LoRA update is rounded to bf16."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from mentor.models import load_model
+    from mentor.train.grpo import _merged_float32
+
+    base = load_model("smollm2-135m").state_dict()
+    peft_model = get_peft_model(load_model("smollm2-135m", dtype="bfloat16"), LoraConfig(r=4, target_modules="all-linear"))
+    assert {p.dtype for n, p in peft_model.named_parameters() if "lora" in n} == {torch.float32}
+    for n, p in peft_model.named_parameters():
+        if "lora_B" in n:
+            p.data.fill_(1e-3)
+    merged = _merged_float32(peft_model)
+    sd = merged.state_dict()
+    assert merged.dtype == torch.float32 and not any("lora" in k for k in sd)
+    k = "model.layers.0.self_attn.q_proj.weight"
+    assert 0 < (sd[k] - base[k]).abs().max() < 1e-2  # the update, on the exact float32 base
+    assert torch.equal(sd["model.norm.weight"], base["model.norm.weight"])
+
+
+def test_sft_estimate_names_the_setting_to_lower(tmp_path, default_model_path):
+    from mentor.models import load_tokenizer
+    from mentor.train import config as C
+    from mentor.train import data as D
+    from mentor.train.memory import MemoryBudgetError, check_sft_memory
+
+    path = _refs(tmp_path / "refs.jsonl")
+    ds = D.sft_dataset(D.references(path), path)
+    tok = load_tokenizer("smollm2-135m", padding_side="right")
+    cfg = C.resolve(None)
+    est = check_sft_memory(cfg, tok, ds, available=64 * 10**9)
+    assert est["total"] < PEAK_BOUND_GB * 1e9  # shipped: gradient checkpointing, batch 2
+    nockpt = C.merge(cfg, {"sft": {"gradient_checkpointing": False, "activation_checkpointing": False}})
+    assert check_sft_memory(nockpt, tok, ds, available=64 * 10**9)["activations"] > 4 * est["activations"]
+    with pytest.raises(MemoryBudgetError, match="sft.per_device_train_batch_size"):
+        check_sft_memory(nockpt, tok, ds, available=6 * 10**9)
