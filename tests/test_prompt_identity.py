@@ -64,6 +64,22 @@ def test_grpo_renders_the_evaluation_prompt(style, toolset, tiny_model, tiny_mod
     trl_ids = _trl_prompt_ids(tiny_model, tok, toolset, question, tmp_path)
     assert tok.decode(trl_ids) == evaluation
     assert trl_ids == tok(evaluation, add_special_tokens=False)["input_ids"]
+    # SFT: the dataset's tools column, rendered as TRL's SFTTrainer does (the training template)
+    assert _sft_text(tok, toolset, question).startswith(evaluation)
+
+
+def _sft_text(tok, toolset, question):
+    from trl.chat_template_utils import get_training_chat_template
+
+    from mentor.references import Reference
+    from mentor.train.data import sft_dataset
+
+    task = "math" if toolset == "math" else "qa"
+    ref = Reference(id="1", question=question, answer="5", messages=[{"role": "assistant", "content": "\\boxed{5}"}],
+                    teacher_answer="5", teacher_tools=[], correct=True, task=task)
+    row = sft_dataset([ref])[0]
+    return tok.apply_chat_template(row["messages"], tools=json.loads(row["tools"]), tokenize=False,
+                                   chat_template=get_training_chat_template(tok))
 
 
 def _tools_in(text):
