@@ -132,3 +132,17 @@ def test_pipeline_configs_decoding_and_scorer():
     assert gpu.eval.decoding(0)["scorers"] == {"math": "exact"}
     with pytest.raises(PipelineError, match="eval.math_scorer: unknown scorer 'em'"):
         PipelineConfig.from_mapping(load_config(None, {"eval": {"math_scorer": "em"}}))
+
+
+def test_the_generation_config_is_the_generators_models():
+    from types import SimpleNamespace
+
+    from mentor.generation.decoding import generation_config_file, model_source
+    from mentor.generation.openai_compat import OpenAIConfig, OpenAIGenerator
+
+    hf = SimpleNamespace(model=SimpleNamespace(name_or_path="/runs/mentor/final"))
+    assert model_source(hf, "mentor") == "/runs/mentor/final"  # a label passed as model does not matter
+    served = OpenAIGenerator(OpenAIConfig(model="Qwen/Qwen2.5-1.5B-Instruct", base_url="http://127.0.0.1:1/v1"))
+    assert model_source(served, None) == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert model_source(object(), "m") == "m"
+    assert generation_config_file("no-such-org/no-such-model-for-mentor") is None

@@ -19,8 +19,9 @@ settings reads it back and runs only the items not in it. The file is removed on
 is complete.
 
 Decoding (``settings["decoding"]``): ``temperature=None`` (and ``top_p=None``) is the model's
-recommended sampling, read from its ``generation_config.json`` (a bare ``generator`` without
-``model`` has none: greedy); ``temperature=0`` is greedy; other values are explicit
+recommended sampling, read from the ``generation_config.json`` of the model the generator runs
+(``mentor.generation.decoding.model_source``; a bare scripted generator without ``model`` has
+none: greedy); ``temperature=0`` is greedy; other values are explicit
 (``mentor.generation.decoding``). ``sampling`` (a ``mentor.generation.Sampling``), when given,
 replaces ``temperature``, ``top_p``, ``max_new_tokens`` and ``seed``. ``scorers`` picks a task's
 named scorer by kind, e.g. ``{"math": "exact"}`` (default: each task's own; ``settings["scorer"]``).
@@ -38,7 +39,7 @@ from mentor.analysis.metrics import tool_counts, tool_stats
 from mentor.eval.benchmarks import Benchmark, load_benchmark
 from mentor.eval.partial import PartialRecords, partial_key
 from mentor.generation import Sampling, make_generator
-from mentor.generation.decoding import describe, resolve_sampling
+from mentor.generation.decoding import describe, model_source, resolve_sampling
 from mentor.io import run_metadata, write_json
 from mentor.models import DEFAULT_MODEL
 from mentor.progress import ProgressBar
@@ -99,8 +100,8 @@ def evaluate(
         generator = make_generator(model, base_url=base_url, batch_size=batch_size, dtype=dtype)
     model_name = label or (str(model) if model is not None else getattr(generator, "name", None) or "smollm2-135m")
     t_model = time.perf_counter()
-    sampling, decoding = _decoding(model if model is not None or generator_given else DEFAULT_MODEL, sampling,
-                                   temperature, top_p, max_new_tokens, seed)
+    source = model_source(generator, model if model is not None or generator_given else DEFAULT_MODEL)
+    sampling, decoding = _decoding(source, sampling, temperature, top_p, max_new_tokens, seed)
     seed = sampling.seed if sampling.seed is not None else seed
     executor = executor or Executor(tool_server=tool_server)
     settings: dict[str, Any] = {

@@ -35,9 +35,21 @@ def generation_config_file(model: str | os.PathLike | None) -> Path | None:
     if Path(name).is_dir():
         f = Path(name) / "generation_config.json"
         return f if f.is_file() else None
-    found = cached_file(name, "generation_config.json", _raise_exceptions_for_missing_entries=False,
-                        _raise_exceptions_for_connection_errors=False)
+    try:
+        found = cached_file(name, "generation_config.json", _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)
+    except OSError:  # not a Hub model (e.g. a name a server gives a model): no recommendation
+        return None
     return Path(found) if found else None
+
+
+def model_source(generator: Any, model: str | os.PathLike | None) -> str | os.PathLike | None:
+    """What a generator generates with, for its generation config: the loaded directory of a
+    transformers model (``HFGenerator``), the served model name of an OpenAI-compatible endpoint,
+    else ``model``."""
+    loaded = getattr(getattr(generator, "model", None), "name_or_path", None)
+    served = getattr(getattr(generator, "config", None), "model", None)
+    return loaded or (served if isinstance(served, str) else None) or model
 
 
 def recommended(model: str | os.PathLike | None) -> tuple[dict[str, Any], str | None]:
