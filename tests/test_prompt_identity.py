@@ -43,6 +43,11 @@ def _trl_prompt_ids(model, tokenizer, toolset, question, out_dir):
                           train_dataset=Dataset.from_list([{"prompt": prompt}] * 2), processing_class=tokenizer,
                           tools=[timed_tool(t, Clock()) for t in callables(toolset, LOCAL)])
     prompt_ids, _, _ = trainer._tokenize_prompts([prompt])
+    # TRL executes a tool as its tool dicts do: by __name__, synchronously
+    assert not trainer._has_async_funcs
+    tools = {t.__name__: t for t in trainer._standalone_tools}
+    if toolset == "math":
+        assert tools["add"](firstNumber=2, secondNumber=3) == "5"
     return list(prompt_ids[0])
 
 
