@@ -100,6 +100,34 @@ def math_equal(prediction: str | None, gold: str | None, timeout: int = 5) -> bo
         return False
 
 
+_UNIT_RE = re.compile(r"\^\{?\\circ\}?|\\%|%|\\\$")
+_FRAC_SHORT_RE = re.compile(r"\\frac(\d)(\d)")
+_LHS_RE = re.compile(r"^[a-zA-Z]\w*=")
+
+
+def normalize_math_answer(answer: str) -> str:
+    """The normalisation of the paper's exact match for math (as Hendrycks et al.'s MATH
+    ``strip_string``): ``strip_answer`` (spaces, ``$``, ``\\text{}``, ``\\left``/``\\right``,
+    ``dfrac``/``tfrac``, trailing period), then degree and percent signs, ``\\frac12`` ->
+    ``\\frac{1}{2}``, a leading ``x=``, a leading ``0`` before a decimal point (``.5`` ->
+    ``0.5``). Nothing is evaluated: ``1/2`` and ``0.5`` stay different."""
+    s = _UNIT_RE.sub("", strip_answer(answer))
+    s = _FRAC_SHORT_RE.sub(r"\\frac{\1}{\2}", s)
+    if s.count("=") == 1 and _LHS_RE.match(s):
+        s = s.split("=", 1)[1]
+    if s.startswith("."):
+        s = "0" + s
+    return s
+
+
+def math_exact_match(prediction: str | None, gold: str | None) -> bool:
+    """The paper's math metric: exact match after ``normalize_math_answer``."""
+    if prediction is None or gold is None:
+        return False
+    a, b = normalize_math_answer(str(prediction)), normalize_math_answer(str(gold))
+    return bool(a) and a == b
+
+
 # ----------------------------------------------------------------------- QA
 
 

@@ -23,8 +23,13 @@ def eval_command(
     base_url: str = typer.Option(None, help="OpenAI-compatible server serving --model (vLLM, transformers serve)."),
     max_turns: int = typer.Option(4, help="Maximum assistant turns per item."),
     max_new_tokens: int = typer.Option(1024, help="Maximum new tokens per turn."),
-    temperature: float = typer.Option(0.0, help="0 = greedy."),
-    top_p: float = typer.Option(1.0),
+    temperature: float = typer.Option(
+        None, help="Sampling temperature; default: the model's recommended sampling (its generation_config.json; "
+        "greedy when it recommends none). 0 = greedy."),
+    top_p: float = typer.Option(None, help="Nucleus top-p (default: the model's recommended)."),
+    greedy: bool = typer.Option(False, "--greedy", help="Greedy decoding (same as --temperature 0)."),
+    math_scorer: str = typer.Option("math_verify", help="Math scoring: math_verify (equivalence) or exact "
+                                    "(the paper's exact match after normalisation)."),
     top_k: int = typer.Option(5, help="Passages per search query (QA)."),
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0),
@@ -38,16 +43,19 @@ def eval_command(
     from mentor.eval.runner import evaluate, macro_summary
     from mentor.generation import make_generator
     from mentor.io import DataError
+    from mentor.tasks import get_task
 
     console = Console(stderr=True, soft_wrap=True)
     try:
         benches = [load_benchmark(b, limit=limit) for b in benchmark]  # bad files fail before the model loads
+        get_task("math").with_scorer(math_scorer)  # so does an unknown scorer
         generator = make_generator(model, base_url=base_url, batch_size=batch_size, dtype=dtype)
         results = []
         for b, bench in zip(benchmark, benches, strict=True):
             res = evaluate(
                 model, bench, generator=generator, limit=limit, tools=not no_tools, max_turns=max_turns,
-                max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                max_new_tokens=max_new_tokens, temperature=0.0 if greedy else temperature, top_p=top_p, seed=seed,
+                batch_size=batch_size, scorers={"math": math_scorer},
                 retriever_url=retriever_url, tool_server=tool_server, top_k=top_k, base_url=base_url, progress=not quiet,
                 out=out if len(benchmark) == 1 else out / result_filename_for(b, no_tools),
             )

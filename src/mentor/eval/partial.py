@@ -17,7 +17,8 @@ from typing import Any
 from mentor.io import append_jsonl, repair_jsonl
 
 #: the settings that make two runs of one benchmark interchangeable item by item
-_KEY_SETTINGS = ("tools", "max_turns", "max_new_tokens", "temperature", "top_p", "seed", "limit", "retriever", "top_k")
+_KEY_SETTINGS = ("tools", "max_turns", "max_new_tokens", "temperature", "top_p", "decoding", "scorer", "seed", "limit",
+                 "retriever", "top_k")
 
 
 def partial_key(bench: Any, model: str, settings: Mapping[str, Any]) -> dict[str, Any]:

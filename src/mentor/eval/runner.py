@@ -17,6 +17,14 @@ Item-level resume: with ``out=`` (or ``partial=``) the items run in batches and 
 record is appended to ``<out>.partial.jsonl``; a re-run with the same benchmark, model and
 settings reads it back and runs only the items not in it. The file is removed once the result
 is complete.
+
+Decoding (``settings["decoding"]``): ``temperature=None`` (and ``top_p=None``) is the model's
+recommended sampling, read from the ``generation_config.json`` of the model the generator runs
+(``mentor.generation.decoding.model_source``; a bare scripted generator without ``model`` has
+none: greedy); ``temperature=0`` is greedy; other values are explicit
+(``mentor.generation.decoding``). ``sampling`` (a ``mentor.generation.Sampling``), when given,
+replaces ``temperature``, ``top_p``, ``max_new_tokens`` and ``seed``. ``scorers`` picks a task's
+named scorer by kind, e.g. ``{"math": "exact"}`` (default: each task's own; ``settings["scorer"]``).
 """
 
 from __future__ import annotations
@@ -31,7 +39,9 @@ from mentor.analysis.metrics import tool_counts, tool_stats
 from mentor.eval.benchmarks import Benchmark, load_benchmark
 from mentor.eval.partial import PartialRecords, partial_key
 from mentor.generation import Sampling, make_generator
+from mentor.generation.decoding import describe, model_source, resolve_sampling
 from mentor.io import run_metadata, write_json
+from mentor.models import DEFAULT_MODEL
 from mentor.progress import ProgressBar
 from mentor.tasks import RunOptions, Task, get_task
 from mentor.tools.executor import Executor
@@ -61,8 +71,8 @@ def evaluate(
     tools: bool = True,
     max_turns: int = 4,
     max_new_tokens: int = 1024,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
+    temperature: float | None = None,
+    top_p: float | None = None,
     seed: int = 0,
     sampling: Sampling | None = None,
     batch_size: int = 8,
@@ -77,23 +87,23 @@ def evaluate(
     label: str | None = None,
     partial: str | os.PathLike | None = None,
     on_record: Callable[[Mapping[str, Any]], None] | None = None,
+    scorers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` (or an already-built ``generator``) on ``benchmark``; see the module doc.
-    ``sampling`` (``mentor.generation.Sampling``), when given, replaces ``temperature``,
-    ``top_p``, ``max_new_tokens`` and ``seed``. ``on_record(record)`` is called for every
+    """Evaluate ``model`` (or an already-built ``generator``) on ``benchmark``; see the module doc
+    (decoding, ``sampling`` and ``scorers`` included). ``on_record(record)`` is called for every
     finished item (records read back from an interrupted run first), e.g. for a live accuracy."""
     t_start = time.perf_counter()
     bench = _resolve(benchmark, limit)
-    task = get_task(bench.kind)
+    task = get_task(bench.kind).with_scorer((scorers or {}).get(bench.kind))
     limit = limit if limit is not None else bench.meta.get("limit")
     t_loaded = time.perf_counter()
+    generator_given = generator is not None
     if generator is None:
         generator = make_generator(model, base_url=base_url, batch_size=batch_size, dtype=dtype)
     model_name = label or (str(model) if model is not None else getattr(generator, "name", None) or "smollm2-135m")
     t_model = time.perf_counter()
-
-    if sampling is None:
-        sampling = Sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    source = model_source(generator, model if model is not None or generator_given else DEFAULT_MODEL)
+    sampling, decoding = _decoding(source, sampling, temperature, top_p, max_new_tokens, seed)
     seed = sampling.seed if sampling.seed is not None else seed
     executor = executor or Executor(tool_server=tool_server)
     settings: dict[str, Any] = {
@@ -102,6 +112,8 @@ def evaluate(
         "max_new_tokens": sampling.max_new_tokens,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
+        "decoding": decoding,
+        "scorer": task.scorer_name,
         "seed": seed,
         "batch_size": getattr(generator, "batch_size", batch_size),
         "limit": limit,
@@ -131,6 +143,13 @@ def evaluate(
     if resume is not None:
         resume.remove()
     return result
+
+
+def _decoding(model: str | None, sampling: Sampling | None, temperature: float | None, top_p: float | None,
+              max_new_tokens: int, seed: int) -> tuple[Sampling, dict[str, Any]]:
+    if sampling is not None:
+        return sampling, describe(sampling)
+    return resolve_sampling(model, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
 
 
 def _run_items(task: Task, bench: Benchmark, generator: Any, opts: RunOptions, resume: PartialRecords | None,

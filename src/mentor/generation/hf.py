@@ -49,7 +49,8 @@ class HFGenerator:
             torch.manual_seed(sampling.seed)
         kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "do_sample": not sampling.greedy}
         if not sampling.greedy:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+            # top_k=0 turns transformers' default top-k (50) off: only the settings asked for apply
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or 0)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         eos = self.tokenizer.eos_token_id

@@ -25,12 +25,15 @@ from mentor.trajectory import Trajectory, tool_call_blocks, tool_call_from_obj
 
 @dataclass(frozen=True)
 class Sampling:
-    """Decoding settings, shared by the teacher and evaluation; ``temperature == 0`` is greedy."""
+    """Decoding settings, shared by the teacher and evaluation; ``temperature == 0`` is greedy.
+    ``top_k=None``: no top-k cut (``mentor.generation.decoding`` resolves a model's recommended
+    settings into this)."""
 
     temperature: float = 0.0
     top_p: float = 1.0
     max_new_tokens: int = 512
     seed: int | None = None
+    top_k: int | None = None
 
     @property
     def greedy(self) -> bool:

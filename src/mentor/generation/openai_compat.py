@@ -184,8 +184,11 @@ class OpenAIChat:
             kwargs["tools"] = tools
         if s.seed is not None:
             kwargs["seed"] = s.seed
-        if cfg.extra_body:
-            kwargs["extra_body"] = cfg.extra_body
+        extra = dict(cfg.extra_body or {})
+        if s.top_k is not None and not s.greedy:
+            extra.setdefault("top_k", s.top_k)  # not an OpenAI parameter; vLLM and SGLang read it here
+        if extra:
+            kwargs["extra_body"] = extra
         for attempt in range(cfg.retries + 1):
             self.requests += 1
             try:

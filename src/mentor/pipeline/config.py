@@ -18,9 +18,9 @@ from typing import Any
 import yaml
 
 from mentor.config import check_keys, field_names, from_mapping
-from mentor.generation.loop import Sampling
 from mentor.generation.server import SERVER_COMMANDS
 from mentor.rewards import PRESETS
+from mentor.tasks import get_task
 from mentor.teacher.factory import TeacherConfig, backends
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pipeline" / "cpu.yaml"
@@ -64,7 +64,11 @@ class EvalSection:
     max_turns: int = 4
     batch_size: int = 8
     tool_effect: bool = True
-    temperature: float = 0.0
+    #: decoding: None = each model's recommended sampling (its generation_config.json), 0 = greedy
+    temperature: float | None = None
+    top_p: float | None = None
+    #: the math task's scorer (``mentor.tasks.math.MathTask.scorers``): math_verify | exact
+    math_scorer: str = "math_verify"
     server: str | None = None  # vllm | transformers | a command template with {model} and {port}
     server_startup_timeout: float = 900.0
 
@@ -75,8 +79,10 @@ class EvalSection:
         ood = self.out_of_domain or ["synthetic:ood"]
         return [(b, "in_domain") for b in ind] + [(b, "out_of_domain") for b in ood]
 
-    def sampling(self, seed: int) -> Sampling:
-        return Sampling(temperature=float(self.temperature), max_new_tokens=int(self.max_new_tokens), seed=seed)
+    def decoding(self, seed: int) -> dict[str, Any]:
+        """``evaluate``'s decoding and scoring keywords."""
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": int(self.max_new_tokens),
+                "seed": seed, "scorers": {"math": self.math_scorer}}
 
 
 @dataclass
@@ -118,6 +124,10 @@ class PipelineConfig:
             raise PipelineError(f"{where}: rl_init must be 'sft' or 'base'")
         if self.teacher.backend not in backends():
             raise PipelineError(f"{where}: teacher.backend: unknown backend {self.teacher.backend!r}; choose one of {', '.join(backends())}")
+        try:
+            get_task("math").with_scorer(self.eval.math_scorer)
+        except ValueError as e:
+            raise PipelineError(f"{where}: eval.math_scorer: {e}") from None
         server = self.eval.server
         if server is not None and (not isinstance(server, str) or (server not in SERVER_COMMANDS and not ("{model}" in server and "{port}" in server))):
             raise PipelineError(

@@ -264,7 +264,7 @@ class Pipeline:
             for bench, tools in jobs:
                 target = self.eval_dir(method) / result_name(bench, tools)
                 res = evaluate(model, bench, generator=generator, limit=e.limit, tools=tools, max_turns=int(e.max_turns),
-                               sampling=e.sampling(self.config.seed), progress=self.progress if row is None else False,
+                               **e.decoding(self.config.seed), progress=self.progress if row is None else False,
                                label=method, partial=target.with_name(target.name + ".partial.jsonl"),  # item-level resume
                                on_record=live if row is not None else None)
                 write_json(target, res)

@@ -18,6 +18,7 @@ rewards and the report.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,6 +93,10 @@ class Task:
     #: records carry multi-turn ``trajectory``s (tool statistics are computed from them)
     trajectories: bool = True
     aliases: Mapping[str, str] = {}
+    #: named alternative metrics (name -> ``(prediction, gold) -> bool``), chosen per evaluation
+    #: with ``with_scorer``; ``scorer_name`` is the one ``score`` uses
+    scorers: Mapping[str, Callable[[str | None, Any], bool]] = {}
+    scorer_name: str | None = None
 
     # -- data
     def detect(self, record: Mapping[str, Any]) -> bool:
@@ -123,7 +128,20 @@ class Task:
 
     # -- metric
     def score(self, prediction: str | None, gold: Any) -> bool:
+        if self.scorer_name in self.scorers:
+            return self.scorers[self.scorer_name](prediction, gold)
         raise NotImplementedError
+
+    def with_scorer(self, name: str | None) -> Task:
+        """This task scoring with its named scorer ``name`` (a copy; ``None``: this task as is)."""
+        if name is None or name == self.scorer_name:
+            return self
+        if name not in self.scorers:
+            known = ", ".join(self.scorers) or "none"
+            raise ValueError(f"unknown scorer {name!r} for task {self.name!r}; its scorers: {known}")
+        task = copy.copy(self)
+        task.scorer_name = name
+        return task
 
     def summarize(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """``n``, ``correct``, ``accuracy`` from the records."""

@@ -1,4 +1,5 @@
-"""Math: the 12 math tools, ``math_equal`` (math-verify) on the final ``\\boxed{}`` answer.
+"""Math: the 12 math tools, ``math_equal`` (math-verify) on the final ``\\boxed{}`` answer, or
+the paper's normalised exact match (``scorer: exact``).
 
 Named sets: the paper's (``aime24``, ``aime25``, ``amc23``, ``minervamath``, ``omni-math-512``,
 ``math-forge-hard``, plus ``math500``/``olympiadbench``) from the shared local copy or the Hub,
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mentor.answers import math_equal
+from mentor.answers import math_equal, math_exact_match
 from mentor.data.datasets import load_questions
 from mentor.tasks.base import Benchmark, Task, local_or_hub, register
 
@@ -67,8 +68,11 @@ class MathTask(Task):
             return local_or_hub(key, *MATH_SETS[key], limit)
         return None
 
-    def score(self, prediction: str | None, gold: Any) -> bool:
-        return math_equal(prediction, gold)
+    #: ``math_verify``: equivalence (``\\frac{1}{2}`` = ``0.5``), the default everywhere (teacher
+    #: filter, correctness reward, evaluation); ``exact``: the paper's exact match after
+    #: normalisation (``mentor.answers.math_exact_match``), used by the paper-scale configs
+    scorers = {"math_verify": math_equal, "exact": math_exact_match}
+    scorer_name = "math_verify"
 
     def group_label(self, result: Mapping[str, Any]) -> str:
         return f"{self.label} OOD" if result.get("domain") == "out-of-domain" else self.label

@@ -38,6 +38,8 @@ class Param:
         out: dict[str, Any] = {"type": self.type, "description": self.description}
         if self.items:
             out["items"] = {"type": self.items}
+        if not self.required and self.default is not None:
+            out["default"] = self.default
         return out
 
     @property

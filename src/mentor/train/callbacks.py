@@ -25,6 +25,7 @@ from transformers import TrainerCallback
 
 from mentor.analysis import tool_stats
 from mentor.io import append_jsonl, repair_jsonl
+from mentor.tools.callables import Tool
 
 
 class Clock:
@@ -41,6 +42,10 @@ class Clock:
 
 
 def timed_tool(func: Callable[..., Any], clock: Clock) -> Callable[..., Any]:
+    """``func`` timed into ``clock.tool``; a ``Tool`` stays a ``Tool`` (its schema is what TRL renders)."""
+    if isinstance(func, Tool):
+        return func.around(lambda fn: timed_tool(fn, clock))
+
     @functools.wraps(func)
     def tool(*args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
