@@ -129,13 +129,8 @@ def evaluate(
     resume = PartialRecords.at(partial, out, partial_key(bench, model_name, settings))
     opts = RunOptions(tools, max_turns, sampling, executor, progress)
     records, gen_seconds, score_seconds = _run_items(task, bench, generator, opts, resume, settings, on_record)
-    result = _result(task, bench, model_name, records)
-    result["settings"] = settings
+    result = _result(task, bench, model_name, records, settings)
     result["timings"] = _timings(records, t_start, (t_loaded, t_model), index_seconds, gen_seconds, score_seconds)
-    if task.trajectories:
-        trajs = [r["trajectory"]["messages"] for r in records]
-        result["tool_stats"] = tool_stats(trajs).to_dict()
-        result["tool_counts"] = dict(tool_counts(trajs))
     result["metadata"] = run_metadata(settings, seed=seed, benchmark=bench.name, model=model_name)
     result["records"] = records
     if out is not None:
@@ -190,8 +185,10 @@ def _run_items(task: Task, bench: Benchmark, generator: Any, opts: RunOptions, r
     return [done[i] for i in range(len(bench.items))], gen_seconds, score_seconds
 
 
-def _result(task: Task, bench: Benchmark, model_name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
+def _result(task: Task, bench: Benchmark, model_name: str, records: list[dict[str, Any]],
+            settings: dict[str, Any]) -> dict[str, Any]:
+    """The result's head: what was evaluated, the task's summary, the settings and tool statistics."""
+    out = {
         "schema_version": SCHEMA_VERSION,
         "benchmark": bench.name,
         "kind": bench.kind,
@@ -199,7 +196,13 @@ def _result(task: Task, bench: Benchmark, model_name: str, records: list[dict[st
         "source": bench.source,
         "model": model_name,
         **task.summarize(records),
+        "settings": settings,
     }
+    if task.trajectories:
+        trajs = [r["trajectory"]["messages"] for r in records]
+        out["tool_stats"] = tool_stats(trajs).to_dict()
+        out["tool_counts"] = dict(tool_counts(trajs))
+    return out
 
 
 def _timings(records: Sequence[Mapping[str, Any]], t_start: float, loaded: tuple[float, float],
