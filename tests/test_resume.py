@@ -168,15 +168,15 @@ class KillAfterSave(TrainerCallback):
 
 build_grpo, build_sft = G.build_grpo_trainer, S.build_sft_trainer
 
-def grpo(prep, final_dir=None):
+def grpo(plan, *args, **kwargs):
     from test_learning_signal import _fixed_generation
-    trainer, recorder = build_grpo(prep, final_dir)
+    trainer, recorder = build_grpo(plan, *args, **kwargs)
     _fixed_generation(trainer)
     trainer.add_callback(KillAfterSave())
     return trainer, recorder
 
-def sft(prep):
-    trainer = build_sft(prep)
+def sft(prep, *args, **kwargs):
+    trainer = build_sft(prep, *args, **kwargs)
     trainer.add_callback(KillAfterSave())
     return trainer
 
