@@ -210,6 +210,10 @@ class RunDisplay:
                 TextColumn("ETA {task.fields[eta]}"),
                 console=self.console,
                 transient=False,
+                # rich would otherwise route sys.stdout/sys.stderr through the live display, i.e. to
+                # the terminal, past capture_output's redirect of the file descriptors
+                redirect_stdout=False,
+                redirect_stderr=False,
             )
             self._progress.start()
             self._run_task = self._progress.add_task(

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mentor.display import capture_output
 from mentor.prompts import chat_template
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -75,12 +76,14 @@ def ensure_default_model(progress: bool = True) -> Path:
         if progress:
             from rich.console import Console
 
-            Console(stderr=True).print(f"[mentor] converting the bundled {gguf.name} to {target} (once)...")
+            Console(stderr=True).print(f"\\[mentor] converting the bundled {gguf.name} to {target} (once)...", highlight=False)
         t0 = time.time()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # the conversion's tensor/load/save bars go to a log beside the cache, not the terminal
+        with capture_output(cache_dir() / "logs" / "convert.log"):
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         tok.chat_template = chat_template("qwen2.5")
         # The GGUF weights were dequantised to float32 on load; drop the quantizer marker so
         # the model saves as a plain checkpoint.
@@ -91,13 +94,14 @@ def ensure_default_model(progress: bool = True) -> Path:
             model.is_quantized = False
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        with capture_output(cache_dir() / "logs" / "convert.log"):
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
         (tmp / ".mentor-ready").write_text(_CACHE_VERSION)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
         if progress:
-            Console(stderr=True).print(f"[mentor] cached the default model in {time.time() - t0:.1f}s")
+            Console(stderr=True).print(f"\\[mentor] cached the default model in {time.time() - t0:.1f}s", highlight=False)
     return target
 
 
