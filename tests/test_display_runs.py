@@ -64,8 +64,11 @@ def test_plain_display_prints_one_line_per_event_with_a_run_eta(capsys):
     from rich.console import Console
 
     console = Console(file=sys.stdout, force_terminal=False, width=200)
-    disp = RunDisplay(["sft", "mentor", "eval"], budgets={"sft": 100, "mentor": 200, "eval": 50}, plain=True, console=console)
-    assert disp.eta() == 350
+    disp = RunDisplay(["data", "sft", "mentor", "eval"], budgets={"data": 2, "sft": 100, "mentor": 200, "eval": 50},
+                      plain=True, console=console)
+    assert disp.eta() == 352
+    disp.finished("data", 0.01)  # a tiny stage says nothing about the speed of the others
+    assert disp.scale() == 1.0 and disp.eta() == 350
     disp.finished("sft", 50.0)  # took half its budget: the rest is rescaled by 0.5
     assert disp.scale() == 0.5 and disp.eta() == 125
     with disp.stage("mentor", total=4) as row:

@@ -141,6 +141,10 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+#: stages estimated below this many seconds do not rescale the others' estimates
+MIN_SCALING_BUDGET = 30.0
+
+
 class RunDisplay:
     """One display for a run of stages. ``budgets`` maps each stage to its estimated seconds;
     the run's ETA is the remaining stages' estimates scaled by (actual / estimated) of the
@@ -154,6 +158,7 @@ class RunDisplay:
         self.plain = plain if plain is not None else not self.console.is_terminal
         self.t0 = time.perf_counter()
         self.actual: dict[str, float] = {}
+        self.measured: dict[str, float] = {}  # finished stages that rescale the estimates
         self.estimated_done = 0.0
         self._progress = None
         self._run_task = None
@@ -175,7 +180,9 @@ class RunDisplay:
 
     # ------------------------------------------------------------ ETA
     def scale(self) -> float:
-        return sum(self.actual.values()) / self.estimated_done if self.estimated_done > 0 and self.actual else 1.0
+        """Actual / estimated seconds of the finished stages big enough to say something (a
+        0.1-second data stage against its 2-second budget would shrink every estimate 20x)."""
+        return sum(self.measured.values()) / self.estimated_done if self.estimated_done > 0 else 1.0
 
     def eta(self, current: str | None = None, current_remaining: float | None = None) -> float | None:
         rest = [s for s in self.stages if s not in self.actual and s != current]
@@ -185,11 +192,10 @@ class RunDisplay:
         return est
 
     def finished(self, stage: str, seconds: float, skipped: bool = False) -> None:
-        if not skipped:
-            self.actual[stage] = seconds
-            self.estimated_done += self.budgets.get(stage, 0.0)
-        else:
-            self.actual[stage] = 0.0
+        self.actual[stage] = 0.0 if skipped else seconds
+        if not skipped and self.budgets.get(stage, 0.0) >= MIN_SCALING_BUDGET:
+            self.measured[stage] = seconds
+            self.estimated_done += self.budgets[stage]
         if self._progress is not None and self._run_task is not None:
             self._progress.update(self._run_task, completed=len(self.actual), eta=fmt_duration(self.eta()))
 
