@@ -34,6 +34,8 @@ def eval_command(
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0),
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16"),
+    backend: str = typer.Option("transformers", help="In-process generation: transformers | llama_cpp (the "
+                                "model's weights exported to a bf16 GGUF and decoded by llama.cpp)."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Evaluate a model on benchmarks; write one result JSON per (model, benchmark)."""
@@ -49,7 +51,7 @@ def eval_command(
     try:
         benches = [load_benchmark(b, limit=limit) for b in benchmark]  # bad files fail before the model loads
         get_task("math").with_scorer(math_scorer)  # so does an unknown scorer
-        generator = make_generator(model, base_url=base_url, batch_size=batch_size, dtype=dtype)
+        generator = make_generator(model, base_url=base_url, batch_size=batch_size, dtype=dtype, backend=backend)
         results = []
         for b, bench in zip(benchmark, benches, strict=True):
             res = evaluate(

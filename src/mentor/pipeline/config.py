@@ -70,6 +70,8 @@ class EvalSection:
     #: the math task's scorer (``mentor.tasks.math.MathTask.scorers``): math_verify | exact
     math_scorer: str = "math_verify"
     server: str | None = None  # vllm | transformers | a command template with {model} and {port}
+    #: in-process generation without a server: transformers | llama_cpp (weights exported to bf16 GGUF)
+    backend: str = "transformers"
     server_startup_timeout: float = 900.0
 
     @property
@@ -128,6 +130,8 @@ class PipelineConfig:
             get_task("math").with_scorer(self.eval.math_scorer)
         except ValueError as e:
             raise PipelineError(f"{where}: eval.math_scorer: {e}") from None
+        if self.eval.backend not in ("transformers", "llama_cpp"):
+            raise PipelineError(f"{where}: eval.backend: expected transformers or llama_cpp, got {self.eval.backend!r}")
         server = self.eval.server
         if server is not None and (not isinstance(server, str) or (server not in SERVER_COMMANDS and not ("{model}" in server and "{port}" in server))):
             raise PipelineError(

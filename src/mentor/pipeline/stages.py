@@ -281,7 +281,7 @@ class Pipeline:
         server started for this model alone and stopped when its benchmarks are done."""
         e = self.config.eval
         if not e.server:
-            return make_generator(model, batch_size=int(e.batch_size))
+            return make_generator(model, batch_size=int(e.batch_size), backend=e.backend)
         log = self.eval_dir(method) / "server.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         (row.event if row is not None else self.console.print)(f"starting {e.server.split()[0]} for {method} (log: {log})")
