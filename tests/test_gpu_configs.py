@@ -23,6 +23,8 @@ import yaml
 
 from mentor.train import config as C
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 #: config -> (architecture family, tied input/output embeddings as in the real checkpoint, chat template)
 STUDENTS = {
