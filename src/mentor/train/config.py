@@ -36,6 +36,11 @@ from mentor.tools import toolset
 #: representable here: tensor parallel 2 and GPU memory utilisation 0.8 (vLLM settings, set in
 #: the GPU configs), max sequence 32768 (the prompt is never truncated by TRL's GRPO).
 #: The rollout temperature is per model family: 0.7 (Qwen2.5) / 0.6 (Qwen3); 0.7 here.
+#: ``loss_type`` is the paper's Eq. 3 (the GRPO objective): each completion's token losses are
+#: averaged over its own length, then over the completions (TRL's ``grpo``; TRL defaults to
+#: ``dapo``, one average over every token of the batch). The schedule of Table 5 (16 questions x
+#: 10 rollouts per generation batch, 2 optimizer steps of 8 questions) depends on the number of
+#: processes, so the GPU configs set it (``steps_per_generation``; docs/training.md).
 PAPER_GRPO: dict[str, Any] = {
     "learning_rate": 1e-6,
     "optim": "adamw_torch",
@@ -45,6 +50,7 @@ PAPER_GRPO: dict[str, Any] = {
     "temperature": 0.7,
     "beta": 0.001,
     "epsilon": 0.2,
+    "loss_type": "grpo",
     "activation_checkpointing": True,
 }
 
