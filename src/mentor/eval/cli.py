@@ -11,14 +11,17 @@ def eval_command(
     benchmark: list[str] = typer.Option(
         ..., "--benchmark", "-b",
         help="JSONL file (problem/answer = math; question/answer (+context) = QA) or a name: aime24, aime25, amc23, "
-        "minervamath, omni-math-512, math-forge-hard, math500, olympiadbench, hotpotqa, 2wikimultihopqa, bamboogle, "
+        "minervamath, omni-math-512, math-forge-hard, math500, olympiadbench, hotpotqa, 2wikimultihopqa, bamboogle "
+        "(FlashRAG's, need --retriever-url), hotpotqa-distractor, "
         "synthetic:test, synthetic:ood, bfcl:CATEGORY(,CATEGORY) or bfcl:ast. Repeat for several.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Result JSON (a directory when several benchmarks are given)."),
     model: str = typer.Option("smollm2-135m", help="Hub id, local directory or smollm2-135m."),
     limit: int = typer.Option(None, help="Evaluate only the first N items (per category for BFCL)."),
     no_tools: bool = typer.Option(False, "--no-tools", help="Run without tools (the tool-effect baseline)."),
-    retriever_url: str = typer.Option(None, help="URL of a `mentor serve retriever` server (QA); default: in-process BM25 over the file's contexts."),
+    retriever_url: str = typer.Option(None, help="URL of a `mentor serve retriever` server for QA sets without "
+                                      "passages of their own (hotpotqa, 2wikimultihopqa, bamboogle); a file with "
+                                      "contexts (hotpotqa-distractor) is searched with BM25 over them."),
     tool_server: str = typer.Option(None, help="URL of a `mentor serve tools` server (default: in-process tools)."),
     base_url: str = typer.Option(None, help="OpenAI-compatible server serving --model (vLLM, transformers serve)."),
     max_turns: int = typer.Option(4, help="Maximum assistant turns per item."),

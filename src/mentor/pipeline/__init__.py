@@ -21,7 +21,8 @@ Run directory::
     report.md, report.html, plots/*.png, summary.json
 
 Modules: ``config`` (the typed, validated config), ``stages`` (``Pipeline``: the stages over
-the run directory), ``cli`` (``mentor run``).
+the run directory), ``retrieval`` (the ``eval.retriever`` server the evaluation stages start and
+stop), ``cli`` (``mentor run``).
 """
 
 from pathlib import Path

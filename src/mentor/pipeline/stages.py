@@ -27,8 +27,10 @@ from mentor.generation import make_generator, serve_model
 from mentor.io import read_jsonl, run_metadata, write_json
 from mentor.models import resolve_model
 from mentor.pipeline.config import PipelineConfig, PipelineError
+from mentor.pipeline.retrieval import eval_retriever
 from mentor.teacher.factory import build_teacher
 from mentor.teacher.generate import generate_references
+from mentor.tools.executor import Executor
 from mentor.train.config import bundled_path
 
 
@@ -252,10 +254,15 @@ class Pipeline:
                 todo[method] = jobs
         if row is not None and e.limit:
             row.set_total(e.limit * sum(len(j) for j in todo.values()))
-        return {"evaluated": {m: self._evaluate(m, self.model_for(m), jobs, row) for m, jobs in todo.items()}}
+        announce = row.event if row is not None else self.console.print
+        with eval_retriever(e.retriever if todo else None, self.out, announce) as (executor, retriever):
+            evaluated = {m: self._evaluate(m, self.model_for(m), jobs, row, executor) for m, jobs in todo.items()}
+        return {"evaluated": evaluated, **({"retriever": retriever} if retriever else {})}
 
-    def _evaluate(self, method: str, model: str, jobs: Sequence[tuple[str, bool]], row: StageRow | None = None) -> list[str]:
-        """Every (benchmark, tools) job of one model, with one generator for all of them."""
+    def _evaluate(self, method: str, model: str, jobs: Sequence[tuple[str, bool]], row: StageRow | None = None,
+                  executor: Executor | None = None) -> list[str]:
+        """Every (benchmark, tools) job of one model, with one generator for all of them (and the
+        stage's ``executor``: its search backend is the ``eval.retriever`` server)."""
         e = self.config.eval
         written = []
         live = _LiveAccuracy(row, f"{method} acc")
@@ -263,7 +270,8 @@ class Pipeline:
             generator = self._generator(method, model, stack, row)
             for bench, tools in jobs:
                 target = self.eval_dir(method) / result_name(bench, tools)
-                res = evaluate(model, bench, generator=generator, limit=e.limit, tools=tools, max_turns=int(e.max_turns),
+                res = evaluate(model, bench, generator=generator, executor=executor, limit=e.limit, tools=tools,
+                               max_turns=int(e.max_turns),
                                **e.decoding(self.config.seed), progress=self.progress if row is None else False,
                                label=method, partial=target.with_name(target.name + ".partial.jsonl"),  # item-level resume
                                on_record=live if row is not None else None)
