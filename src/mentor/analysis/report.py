@@ -286,7 +286,7 @@ def _first(record: Mapping[str, Any], keys: Sequence[str]) -> Any:
 
 
 def analyse(methods: Mapping[str, MethodData], teacher: Counter | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"methods": {}, "benchmarks": [], "teacher_counts": dict(teacher) if teacher else None}
+    out: dict[str, Any] = {"methods": {}, "benchmarks": [], "teacher_counts": dict(teacher) if teacher is not None else None}
     benchmarks: list[tuple[str, str]] = []
     for name, md in methods.items():
         with_tools = {e["benchmark"]: e for e in md.evals if e.get("settings", {}).get("tools", True)}
@@ -306,7 +306,7 @@ def _method_numbers(md: MethodData, with_tools: Mapping[str, Mapping[str, Any]],
         by_group.setdefault(group_label(e), []).append(e["accuracy"])
     # the paper's alignment score: the math tools called on the in-domain (math) benchmarks
     math_counts = alignment_counts(with_tools.values())
-    align = alignment_score(teacher, math_counts) if teacher and math_counts is not None else None
+    align = alignment_score(teacher, math_counts) if teacher is not None and math_counts is not None else None
     calls: dict[str, list[int]] = {"in-domain": [], "out-of-domain": []}
     for e in with_tools.values():
         calls.setdefault(e.get("domain", "in-domain"), []).extend(
@@ -481,8 +481,8 @@ def _data_notes(data: Mapping[str, MethodData], dist: TeacherDistribution) -> li
     if TEACHER in data:
         evals = data[TEACHER].evals
         if any(e.get("settings", {}).get("tools", True) for e in evals) and all(e.get("settings", {}).get("tools", True) for e in evals):
-            notes.append("The teacher has no evaluation without tools, so Fig. 1's tool effect has no teacher bar (the program "
-                         "teacher computes only through its tool plan and is not evaluated without tools: docs/evaluation.md).")
+            notes.append("The teacher has no evaluation without tools, so Fig. 1's tool effect has no teacher bar (eval.tool_effect "
+                         "off, or a teacher that cannot answer without tools, as the program teacher: docs/evaluation.md).")
     return notes
 
 
@@ -519,9 +519,9 @@ def _figures(figdir: Path, ms: Mapping[str, Any], tcounts: Counter | None, notes
     from mentor.analysis import plots
 
     figs = _fig1(figdir, ms, notes, keep_figures)
-    pts = {m: (d["alignment"], d["macro"].get("Math", 0.0)) for m, d in ms.items() if d["alignment"] is not None and m != "teacher"}
+    pts = {m: (d["alignment"], d["macro"].get("Math", 0.0)) for m, d in ms.items() if d["alignment"] is not None and m != TEACHER}
     figs["fig3"] = plots.accuracy_vs_alignment(figdir / FIGURES["fig3"], pts, keep=keep_figures)
-    diffs = {m: d["tool_difference"] for m, d in ms.items() if d["tool_difference"] and m != "teacher"}
+    diffs = {m: d["tool_difference"] for m, d in ms.items() if d["tool_difference"] and m != TEACHER}
     figs["fig4"] = plots.tool_difference(figdir / FIGURES["fig4"], diffs, MATH_TOOL_NAMES, keep=keep_figures)
     if tcounts is not None and not diffs:
         notes.append("Fig. 4: no student made a math tool call in the evaluations given.")
