@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from mentor.analysis.report import ALIGNMENT_SOURCES
 from mentor.config import check_keys, field_names, from_mapping
 from mentor.generation.server import SERVER_COMMANDS
 from mentor.rewards import PRESETS
@@ -27,6 +28,10 @@ from mentor.teacher.factory import TeacherConfig, backends
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pipeline" / "cpu.yaml"
 BASE_STAGES = ("data", "teach", "vanilla", "sft")
 TAIL_STAGES = ("eval", "report")
+#: the stage that evaluates the teacher as a model (after ``teach``, while its endpoint is up),
+#: and the method name its results go under (``eval/teacher/``, the report's teacher row)
+TEACHER_STAGE = "teacher_eval"
+TEACHER = "teacher"
 
 
 class PipelineError(ValueError):
@@ -106,7 +111,7 @@ class EvalSection:
     max_new_tokens: int = 256
     max_turns: int = 4
     batch_size: int = 8
-    tool_effect: bool = True
+    tool_effect: bool = True  # also evaluate vanilla and the teacher without tools (Fig. 1)
     #: decoding: None = each model's recommended sampling (its generation_config.json), 0 = greedy
     temperature: float | None = None
     top_p: float | None = None
@@ -118,6 +123,11 @@ class EvalSection:
     server_startup_timeout: float = 900.0
     #: the retriever server the evaluation stages start and stop (``RetrieverSection``)
     retriever: RetrieverSection | None = None
+    #: evaluate the teacher as a method too (stage ``teacher_eval``): Table 2's teacher row, Fig. 1
+    teacher: bool = True
+    #: the alignment score's teacher distribution P: ``benchmark`` (the teacher's tool calls on the
+    #: in-domain evaluation benchmarks, as the paper) or ``references`` (its training references)
+    alignment_source: str = "benchmark"
 
     @property
     def benchmarks(self) -> list[tuple[str, str]]:
@@ -188,19 +198,35 @@ class PipelineConfig:
             raise PipelineError(
                 f"{where}: eval.server: expected one of {', '.join(SERVER_COMMANDS)} or a command template with {{model}} and {{port}}"
             )
+        if self.eval.alignment_source not in ALIGNMENT_SOURCES:
+            raise PipelineError(f"{where}: eval.alignment_source: expected one of {', '.join(ALIGNMENT_SOURCES)}, "
+                                f"not {self.eval.alignment_source!r}")
+        if self.eval.alignment_source == "benchmark" and not self.eval.teacher:
+            raise PipelineError(f"{where}: eval.alignment_source: 'benchmark' needs the teacher's evaluation (eval.teacher: true); "
+                                "set eval.alignment_source: references to use the training references instead")
+        reserved = ("vanilla", "sft", TEACHER, TEACHER_STAGE)
         for name, preset in (self.train.methods or {}).items():
             if preset not in PRESETS:
                 raise PipelineError(f"{where}: train.methods.{name}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-            if name in ("vanilla", "sft"):
-                raise PipelineError(f"{where}: train.methods.{name}: 'vanilla' and 'sft' are reserved method names")
+            if name in reserved:
+                raise PipelineError(f"{where}: train.methods.{name}: {', '.join(map(repr, reserved))} are reserved method names")
 
     @property
     def methods(self) -> list[str]:
+        """The student methods (trained and evaluated)."""
         return ["vanilla", "sft", *self.train.rl_methods]
 
     @property
+    def reported(self) -> list[str]:
+        """Every evaluated method, in the report's order: the teacher (when evaluated) first."""
+        return [TEACHER, *self.methods] if self.eval.teacher else self.methods
+
+    @property
     def stages(self) -> list[str]:
-        return [*BASE_STAGES, *self.train.rl_methods, *TAIL_STAGES]
+        base = list(BASE_STAGES)
+        if self.eval.teacher:
+            base.insert(base.index("teach") + 1, TEACHER_STAGE)
+        return [*base, *self.train.rl_methods, *TAIL_STAGES]
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
