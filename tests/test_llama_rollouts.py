@@ -161,3 +161,39 @@ def test_grpo_with_llama_cpp_rollouts(tmp_path):
     assert meta["speed_options"]["generation_backend"] == "llama_cpp"
     save_final(trainer, tmp_path / "final")
     assert (tmp_path / "final" / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_llama_generator_evaluates_like_transformers():
+    """``eval.backend: llama_cpp`` with f32 weights: the same multi-turn evaluation (prompts,
+    tool calls, results, answers) as the transformers generator, greedy, item for item."""
+    from mentor.eval import evaluate, load_benchmark
+    from mentor.generation import make_generator
+    from mentor.generation.llama_cpp import LlamaCppGenerator
+
+    bench = load_benchmark("synthetic:test", limit=3)
+    kw = {"max_turns": 3, "max_new_tokens": 48, "temperature": 0, "progress": False}
+    hf = evaluate("smollm2-135m", bench, generator=make_generator("smollm2-135m"), **kw)
+    llama = LlamaCppGenerator.from_name("smollm2-135m", weight_type="f32")
+    try:
+        lc = evaluate("smollm2-135m", bench, generator=llama, **kw)
+    finally:
+        llama.close()
+    assert [r["prediction"] for r in lc["records"]] == [r["prediction"] for r in hf["records"]]
+    assert [r["trajectory"] for r in lc["records"]] == [r["trajectory"] for r in hf["records"]]
+
+
+@pytest.mark.slow
+def test_hf_teacher_generates_with_llama_cpp(tmp_path):
+    from mentor.data import synthetic_questions
+    from mentor.generation.llama_cpp import LlamaCppGenerator
+    from mentor.teacher.factory import make_teacher
+    from mentor.teacher.generate import generate_references
+
+    teacher = make_teacher("hf", model="smollm2-135m-compact", generation_backend="llama_cpp", max_tokens=48, max_turns=2)
+    out = tmp_path / "refs.jsonl"
+    generate_references(synthetic_questions("train", 2, 0), teacher, out, progress=False, keep_all=True, seed=0)
+    assert isinstance(teacher.generator(), LlamaCppGenerator)
+    meta = json.loads(out.with_name(out.name + ".summary.json").read_text())
+    assert meta["teacher"]["generation_backend"] == "llama_cpp"
+    assert meta["summary"]["total"] == 2, meta["summary"]
