@@ -32,7 +32,7 @@ from typing import Any
 from mentor.analysis.metrics import alignment_score
 from mentor.io import DataError, read_jsonl, write_json
 from mentor.references import load_references
-from mentor.tasks import Task, get_task
+from mentor.tasks import Task, all_tasks, get_task
 from mentor.tools.registry import MATH_TOOL_NAMES
 
 FIGURES = {
@@ -85,11 +85,43 @@ def tool_use(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def group_columns(results: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Table 2's columns per group (``group_label``) of one method's tool-enabled results, as
+    each group's task reports them (``Task.columns``: a macro average; BFCL's official overall
+    and its Non-Live/Live/Multi-Turn/Agentic groups); the first column is the group's number."""
+    by_group: dict[str, list[Mapping[str, Any]]] = {}
+    for e in results:
+        by_group.setdefault(group_label(e), []).append(e)
+    out = {}
+    for g, es in by_group.items():
+        task = _task(es[0])
+        out[g] = task.columns(g, es) if task else {f"{g} (avg)": sum(e["accuracy"] for e in es) / len(es)}
+    return out
+
+
+def group_notes(results: Iterable[Mapping[str, Any]]) -> list[str]:
+    """What each group's task says about how its columns were computed (``Task.notes``)."""
+    by_group: dict[str, list[Mapping[str, Any]]] = {}
+    for e in results:
+        by_group.setdefault(group_label(e), []).append(e)
+    return [n for g, es in by_group.items() if (task := _task(es[0])) for n in task.notes(g, es)]
+
+
+def task_summary_columns(results: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Every registered task's extra ``summary.json`` numbers (``Task.summary_columns``) from the
+    tool-enabled results of its kind (BFCL: ``bfcl_overall``, ``bfcl_non_live``, ...)."""
+    out: dict[str, float | None] = {}
+    for task in all_tasks():
+        out.update(task.summary_columns([r for r in results if r.get("kind", "math") == task.name]))
+    return out
+
+
 def summary_row(results: Sequence[tuple[str, Mapping[str, Any]]], teacher: Counter | None) -> dict[str, float | None]:
     """One method's row of ``summary.json`` from its tool-enabled results, each tagged
     ``"in_domain"`` or ``"out_of_domain"``: accuracy per domain (macro over benchmarks), the
-    invalid-call and tool-usage rates over all records, and the alignment score of the
-    in-domain tool calls with the teacher's."""
+    invalid-call and tool-usage rates over all records, the alignment score of the in-domain
+    tool calls with the teacher's, and the tasks' own columns (``task_summary_columns``: BFCL's
+    official overall and its groups)."""
     acc: dict[str, list[float]] = {"in_domain": [], "out_of_domain": []}
     student: Counter = Counter()
     for domain, res in results:
@@ -104,6 +136,7 @@ def summary_row(results: Sequence[tuple[str, Mapping[str, Any]]], teacher: Count
         "invalid_call_rate": use["invalid_call_rate"] if some else None,
         "tool_usage_rate": use["tool_usage_rate"] if some else None,
         "alignment_score": alignment_score(teacher or Counter(), student) if some else None,
+        **task_summary_columns([res for _, res in results]),
     }
 _INVALID_KEYS = ("invalid_call_rate", "tools/invalid_call_rate", "invalid_tool_call_rate")
 _USAGE_KEYS = ("tool_usage_rate", "tools/usage_rate", "usage_rate")
@@ -241,10 +274,8 @@ def analyse(methods: Mapping[str, MethodData], teacher: Counter | None) -> dict[
             if (b, group_label(e)) not in benchmarks:
                 benchmarks.append((b, group_label(e)))
         acc = {b: e["accuracy"] for b, e in with_tools.items()}
-        by_group: dict[str, list[float]] = {}
-        for b, e in with_tools.items():
-            by_group.setdefault(group_label(e), []).append(e["accuracy"])
-        macro = {g: sum(v) / len(v) for g, v in by_group.items()}
+        columns = group_columns(with_tools.values())
+        macro = {g: next(iter(cols.values())) for g, cols in columns.items()}
         math_counts: Counter = Counter()
         has_math = False
         for e in with_tools.values():
@@ -277,6 +308,8 @@ def analyse(methods: Mapping[str, MethodData], teacher: Counter | None) -> dict[
             "preset": md.preset,
             "accuracy": acc,
             "macro": macro,
+            "columns": columns,
+            "column_notes": group_notes(with_tools.values()),
             "alignment": align,
             "tool_difference": share_diff,
             "tool_effect": effect,
@@ -298,12 +331,14 @@ def _pct(x: float | None) -> str:
 def _tables(numbers: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     ms = numbers["methods"]
     benches = numbers["benchmarks"]
-    kinds = list(dict.fromkeys(g for _, g in benches))
+    cols = list(dict.fromkeys(c for d in ms.values() for group in d["columns"].values() for c in group))
     t2 = (
-        "Table 2/3: accuracy (%) per benchmark, macro average per task, alignment score (%)",
-        ["method", *[b for b, _ in benches], *[f"{k} (avg)" for k in kinds], "alignment"],
+        "Table 2/3: accuracy (%) per benchmark, per task (macro average; BFCL: the official v4 overall "
+        "and its groups), alignment score (%)",
+        ["method", *[b for b, _ in benches], *cols, "alignment"],
         [
-            [m, *[_pct(d["accuracy"].get(b)) for b, _ in benches], *[_pct(d["macro"].get(k)) for k in kinds], _pct(d["alignment"])]
+            [m, *[_pct(d["accuracy"].get(b)) for b, _ in benches],
+             *[_pct(next((g[c] for g in d["columns"].values() if c in g), None)) for c in cols], _pct(d["alignment"])]
             for m, d in ms.items()
         ],
     )
@@ -385,6 +420,8 @@ def build_report(
         notes.append("No evaluation results or training logs were found.")
     if tcounts is None:
         notes.append("No teacher tool distribution (pass a references file or a teacher eval run): Fig. 3 and 4 are empty.")
+    for m, d in numbers["methods"].items():
+        notes.extend(f"{m}: {n}" for n in d["column_notes"])
     figs = _figures(figdir, numbers["methods"], tcounts, notes, keep_figures)
     tables = _tables(numbers)
     if summary:
