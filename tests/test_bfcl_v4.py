@@ -201,7 +201,7 @@ class MultiTurnScript:
     def generate(self, conversations, tools, sampling):
         out = []
         for conv in conversations:
-            self.tools_seen.append(len(tools))
+            self.tools_seen.append(len(tools or []))
             users = [i for i, m in enumerate(conv) if m["role"] == "user"]
             turn, step = len(users) - 1, sum(m["role"] == "assistant" for m in conv[users[-1]:])
             gold = self.item.gold[turn]
@@ -236,6 +236,20 @@ def test_multi_turn_checker_through_bfcls_executor(category):
     if category == "multi_turn_miss_func":  # the held-out turn adds the held-out functions
         assert max(wrong_gen.tools_seen) == len(item.tools) + len(item.meta["entry"]["missed_function"]["3"])
     assert not [n for n in vars(multi_turn_utils) if n.startswith("mentor_")]  # instances released
+
+
+def test_multi_turn_without_tools_offers_and_runs_nothing():
+    """The no-tools arm (tool effect): the same turns, no functions offered, no call executed."""
+    bench = load_benchmark("bfcl:multi_turn_miss_func", limit=1)
+    gen = MultiTurnScript(bench.items[0])
+    res = evaluate(None, bench, generator=gen, tools=False, progress=False)
+    rec = res["records"][0]
+    assert set(gen.tools_seen) == {0} and not any(m["role"] == "tool" for m in rec["completion"])
+    assert rec["tool_names"] == [] and rec["num_tool_calls"] == 0 and res["settings"]["tools"] is False
+    assert len(rec["prediction"]) == len(bench.items[0].gold)  # every user turn still asked
+    # what the model wrote is still scored, as for single-turn items: BFCL's checker runs the
+    # written calls (this script writes the right ones without being offered them)
+    assert rec["correct"] is True
 
 
 def test_function_call_form_is_bfcls():

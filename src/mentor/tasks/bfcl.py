@@ -237,7 +237,7 @@ class BFCLTask(Task):
         if multi:
             items = [bench.items[i] for i in multi]
             convs = multi_turn.run(generator, [it.meta["entry"] for it in items], [it.tools for it in items],
-                                   opts.sampling, to_tool, opts.progress)
+                                   opts.sampling, to_tool, opts.progress, use_tools=opts.tools)
             for i, conv in zip(multi, convs, strict=True):
                 out[i] = conv
         return out

@@ -108,6 +108,8 @@ class Conversation:
     responses: list[list[dict[str, Any]]] = field(default_factory=list)
     force_quit: bool = False
     done: bool = False
+    #: offer the functions (``False``: the no-tools arm of the tool-effect analysis; nothing runs)
+    use_tools: bool = True
 
     @property
     def executor(self) -> BFCLExecutor:
@@ -124,7 +126,7 @@ class Conversation:
         messages = [dict(m) for m in turns[self.turn]]
         held_out = self.entry.get("missed_function", {}).get(str(self.turn))
         if held_out:
-            self.tools = self.tools + [to_tool(f) for f in held_out]
+            self.tools = self.tools + [to_tool(f) for f in held_out] if self.use_tools else []
             messages = [{"role": "user", "content": extra_prompt}]
         self.rollout.completion.extend(messages)
         self.responses.append([])
@@ -144,17 +146,19 @@ class Conversation:
 
 
 def run(generator: Any, entries: Sequence[dict[str, Any]], tools: Sequence[list[dict[str, Any]]],
-        sampling: Sampling, to_tool: Any, progress: Any = True) -> list[Conversation]:
-    """Drive every entry's conversation to its end, one batched generation per round."""
+        sampling: Sampling, to_tool: Any, progress: Any = True, use_tools: bool = True) -> list[Conversation]:
+    """Drive every entry's conversation to its end, one batched generation per round
+    (``use_tools=False``: the same turns with no functions offered and no call executed)."""
     from bfcl_eval.constants.default_prompts import DEFAULT_USER_PROMPT_FOR_ADDITIONAL_FUNCTION_FC, MAXIMUM_STEP_LIMIT
 
-    convs = [Conversation(entry=e, tools=list(t)) for e, t in zip(entries, tools, strict=True)]
+    convs = [Conversation(entry=e, tools=list(t) if use_tools else [], use_tools=use_tools)
+             for e, t in zip(entries, tools, strict=True)]
     for c in convs:
         c.next_turn(DEFAULT_USER_PROMPT_FOR_ADDITIONAL_FUNCTION_FC, to_tool)
     bar = ProgressBar(len(convs), "bfcl multi-turn", progress, unit="items")
     try:
         while active := [c for c in convs if not c.done]:
-            gens = generate_each(generator, [c.rollout.messages for c in active], [c.tools for c in active], sampling)
+            gens = generate_each(generator, [c.rollout.messages for c in active], [c.tools or None for c in active], sampling)
             for c, gen in zip(active, gens, strict=True):
                 if not c.step(gen, MAXIMUM_STEP_LIMIT):
                     c.next_turn(DEFAULT_USER_PROMPT_FOR_ADDITIONAL_FUNCTION_FC, to_tool)
