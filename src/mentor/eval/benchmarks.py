@@ -8,7 +8,8 @@ A benchmark argument is one of
   ``minervamath``, ``omni-math-512``, ``math-forge-hard``, plus ``math500``/``olympiadbench``),
   the retrieval-QA sets (``hotpotqa``, ``2wikimultihopqa``, ``bamboogle``), the bundled
   synthetic task (``synthetic:test`` in-domain, ``synthetic:ood`` out-of-domain) and BFCL
-  categories (``bfcl:simple_python``, ``bfcl:live_simple,multiple``, ``bfcl:ast``).
+  categories and groups (``bfcl`` = ``bfcl:v4``: every offline category; ``bfcl:simple_python``,
+  ``bfcl:live_simple,multiple``, ``bfcl:ast``, ``bfcl:multi_turn``).
 
 Named sets are read from the shared local copy when there is one (``$MENTOR_SHARED_BENCHMARKS``,
 default ``../shared/benchmarks``), else from the Hugging Face Hub with ``datasets``.

@@ -164,7 +164,7 @@ class Task:
 
     def summary_columns(self, results: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
         """Extra ``summary.json`` numbers of one method from its tool-enabled results of this task
-        (the same keys whether or not there are any; default: none)."""
+        (default: none)."""
         return {}
 
     # -- running

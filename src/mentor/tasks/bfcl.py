@@ -284,6 +284,10 @@ class BFCLTask(Task):
                 f"as 0 -- {skipped or 'none'}."]
 
     def summary_columns(self, results: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+        """``bfcl_overall`` and ``bfcl_non_live``/``live``/``multi_turn``/``agentic`` (none without
+        a BFCL result)."""
+        if not results:
+            return {}
         agg = combined(results)
         return {"bfcl_overall": agg["overall"], **{f"bfcl_{g}": _acc(agg["groups"][g]) for g in PAPER_GROUPS}}
 
