@@ -59,6 +59,12 @@ SETTINGS: dict[str, dict] = {
     # the speed levers of issue #11 together: LoRA GRPO on a bf16 base, bf16 autocast
     "lora-bf16": {"lora_grpo": True, "model_dtype": "bfloat16",
                   "grpo": {"bf16": True, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
+    # llama.cpp rollouts (weights synced each step) with LoRA GRPO on a bf16 base and bf16 autocast
+    "llama-lora-bf16": {"generation_backend": "llama_cpp", "lora_grpo": True, "model_dtype": "bfloat16",
+                        "grpo": {"bf16": True, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
+    # llama.cpp rollouts alone (fp32 full fine-tuning as fp32-full)
+    "llama-fp32-full": {"generation_backend": "llama_cpp", "lora_grpo": False, "model_dtype": "float32",
+                        "grpo": {"bf16": False, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
     # bf16 autocast alone (full fine-tuning, float32 master weights)
     "bf16-autocast": {"grpo": {"bf16": True, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
 }

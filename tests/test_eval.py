@@ -29,8 +29,8 @@ def test_named_math_set_reads_the_shared_copy(shared_benchmarks):
     assert b.name == "amc23" and b.kind == "math" and b.source.endswith("amc2023.jsonl")
 
 
-def test_hotpotqa_file_builds_a_corpus_that_retrieves_the_gold_paragraph(shared_benchmarks):
-    b = load_benchmark("hotpotqa", limit=3)
+def test_hotpotqa_distractor_builds_a_corpus_that_retrieves_the_gold_paragraph(shared_benchmarks):
+    b = load_benchmark("hotpotqa-distractor", limit=3)
     assert b.kind == "qa" and b.domain == "out-of-domain"
     assert 4000 < len(b.corpus) <= 5000  # every context paragraph of the file, deduplicated
     assert isinstance(b.items[0].gold, list)
@@ -191,10 +191,10 @@ def test_eval_synthetic_ood(generator):
 
 
 @pytest.mark.slow
-def test_eval_hotpotqa_with_retrieval(generator, shared_benchmarks):
+def test_eval_hotpotqa_distractor_with_retrieval(generator, shared_benchmarks):
     from mentor.answers import qa_exact_match
 
-    res = evaluate("smollm2-135m", "hotpotqa", generator=generator, **SMALL)
+    res = evaluate("smollm2-135m", "hotpotqa-distractor", generator=generator, **SMALL)
     _check_result(res, 2, "qa")
     assert res["settings"]["toolset"] == "search" and res["settings"]["top_k"] == 5
     assert res["settings"]["retriever"].startswith("bm25:in-process")

@@ -139,7 +139,7 @@ def test_qa_with_retrieval_scores_known_answers_exactly(shared_benchmarks):
         q[3]: [call("wikipedia_search", query=q[3], top_n=2), call("wikipedia_search", query=gold[3]), "I cannot tell."],
     }
     gen = ScriptedGenerator(scripts)
-    res = evaluate(None, "hotpotqa", generator=gen, limit=4, max_turns=3, progress=False)
+    res = evaluate(None, "hotpotqa-distractor", generator=gen, limit=4, max_turns=3, progress=False)
     assert res["kind"] == "qa" and res["settings"]["toolset"] == "search"
     assert res["settings"]["retriever"].startswith("bm25:in-process") and res["settings"]["top_k"] == 5
     assert gen.tools_offered[0] == ["wikipedia_search"]

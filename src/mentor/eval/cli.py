@@ -11,7 +11,8 @@ def eval_command(
     benchmark: list[str] = typer.Option(
         ..., "--benchmark", "-b",
         help="JSONL file (problem/answer = math; question/answer (+context) = QA) or a name: aime24, aime25, amc23, "
-        "minervamath, omni-math-512, math-forge-hard, math500, olympiadbench, hotpotqa, 2wikimultihopqa, bamboogle, "
+        "minervamath, omni-math-512, math-forge-hard, math500, olympiadbench, hotpotqa, 2wikimultihopqa, bamboogle "
+        "(FlashRAG's, need --retriever-url), hotpotqa-distractor, "
         "synthetic:test, synthetic:ood, bfcl (= bfcl:v4, every BFCL v4 category that runs offline), "
         "bfcl:CATEGORY(,CATEGORY) or a BFCL group (bfcl:ast, bfcl:multi_turn, ...). Repeat for several.",
     ),
@@ -19,7 +20,9 @@ def eval_command(
     model: str = typer.Option("smollm2-135m", help="Hub id, local directory or smollm2-135m."),
     limit: int = typer.Option(None, help="Evaluate only the first N items (per category for BFCL)."),
     no_tools: bool = typer.Option(False, "--no-tools", help="Run without tools (the tool-effect baseline)."),
-    retriever_url: str = typer.Option(None, help="URL of a `mentor serve retriever` server (QA); default: in-process BM25 over the file's contexts."),
+    retriever_url: str = typer.Option(None, help="URL of a `mentor serve retriever` server for QA sets without "
+                                      "passages of their own (hotpotqa, 2wikimultihopqa, bamboogle); a file with "
+                                      "contexts (hotpotqa-distractor) is searched with BM25 over them."),
     tool_server: str = typer.Option(None, help="URL of a `mentor serve tools` server (default: in-process tools)."),
     base_url: str = typer.Option(None, help="OpenAI-compatible server serving --model (vLLM, transformers serve)."),
     max_turns: int = typer.Option(4, help="Maximum assistant turns per item."),
@@ -35,6 +38,8 @@ def eval_command(
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0),
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16"),
+    backend: str = typer.Option("transformers", help="In-process generation: transformers | llama_cpp (the "
+                                "model's weights exported to a bf16 GGUF and decoded by llama.cpp)."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Evaluate a model on benchmarks; write one result JSON per (model, benchmark)."""
@@ -50,7 +55,7 @@ def eval_command(
     try:
         benches = [load_benchmark(b, limit=limit) for b in benchmark]  # bad files fail before the model loads
         get_task("math").with_scorer(math_scorer)  # so does an unknown scorer
-        generator = make_generator(model, base_url=base_url, batch_size=batch_size, dtype=dtype)
+        generator = make_generator(model, base_url=base_url, batch_size=batch_size, dtype=dtype, backend=backend)
         results = []
         for b, bench in zip(benchmark, benches, strict=True):
             res = evaluate(

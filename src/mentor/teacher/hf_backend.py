@@ -1,7 +1,8 @@
 """Local transformers teacher: ``mentor.generation.HFGenerator`` (batched generation) driven by
 ``mentor.generation.rollout`` (the multi-turn tool loop, tool calls run by the teacher's
 ``Executor``), a chunk of questions at a time so every
-finished chunk is written (and survives a kill) before the next starts."""
+finished chunk is written (and survives a kill) before the next starts. Evaluated as a model,
+the same loaded ``HFGenerator`` is its ``Generator`` (``HFTeacher.generator``)."""
 
 from __future__ import annotations
 
@@ -55,9 +56,17 @@ class HFTeacher:
     def check(self, questions: Sequence[Question]) -> None:
         check_tool_template(load_tokenizer(self.model_path), where=self.model_path)
 
-    def run(self, questions: Sequence[Question], on_result: Callable[[Question, TeacherOutput], None]) -> None:
+    def generator(self, benchmarks: Sequence[Any] = (), batch_size: int | None = None) -> HFGenerator:
+        """The teacher model (loaded once) as a ``Generator`` for ``evaluate``; ``batch_size``
+        is the generation batch size (default: the teacher's)."""
         if self._generator is None:
             self._generator = HFGenerator.from_name(self.model_path, batch_size=self.batch_size, dtype=self.dtype)
+        if batch_size is not None:
+            self._generator.batch_size = batch_size
+        return self._generator
+
+    def run(self, questions: Sequence[Question], on_result: Callable[[Question, TeacherOutput], None]) -> None:
+        self.generator(batch_size=self.batch_size)
         for task in sorted({q.task for q in questions}):
             group = [q for q in questions if q.task == task]
             for start in range(0, len(group), self.batch_size):
