@@ -117,9 +117,12 @@ def test_bfcl_items_and_checker_on_real_data():
 
 
 def test_summaries_are_computed_from_records():
-    recs = [{"correct": True, "category": "a"}, {"correct": False, "category": "a"}, {"correct": True, "category": "b"}]
+    recs = [{"correct": True, "category": "simple_python"}, {"correct": False, "category": "simple_python"},
+            {"correct": True, "category": "live_simple"}]
     s = get_task("bfcl").summarize(recs)
-    assert s["n"] == 3 and s["subsets"]["a"]["accuracy"] == 0.5 and s["accuracy"] == pytest.approx(0.75)
+    # BFCL's official overall over the evaluated groups: Non-Live 0.5 and Live 1.0, weights 10 and 10
+    assert s["n"] == 3 and s["subsets"]["simple_python"]["accuracy"] == 0.5 and s["accuracy"] == pytest.approx(0.75)
+    assert s["bfcl"]["groups"]["non_live"]["accuracy"] == 0.5 and "web_search_base" in s["bfcl"]["skipped"]
     assert get_task("math").summarize(recs)["accuracy"] == pytest.approx(2 / 3)
     res = [
         {"benchmark": "x", "kind": "math", "accuracy": 0.2, "settings": {"tools": True}},
@@ -145,11 +148,10 @@ def generator(default_model_path):
 def _check_result(res, n, kind):
     assert {"benchmark", "model", "n", "accuracy", "settings", "timings", "records", "metadata"} <= set(res)
     assert res["n"] == n == len(res["records"]) and res["kind"] == kind
-    if kind == "bfcl":  # the macro average over categories, from the records
-        cats = {}
-        for r in res["records"]:
-            cats.setdefault(r["category"], []).append(r["correct"])
-        assert res["accuracy"] == pytest.approx(sum(sum(v) / len(v) for v in cats.values()) / len(cats))
+    if kind == "bfcl":  # BFCL's official overall over the categories evaluated, from the records
+        from mentor.tasks.bfcl_v4 import category_scores, overall
+
+        assert res["accuracy"] == pytest.approx(overall(category_scores(res["records"]))["overall"])
     else:
         assert res["accuracy"] == pytest.approx(sum(r["correct"] for r in res["records"]) / n)
     for r in res["records"]:

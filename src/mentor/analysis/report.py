@@ -36,7 +36,7 @@ from typing import Any
 from mentor.analysis.metrics import alignment_score
 from mentor.io import DataError, read_jsonl, write_json
 from mentor.references import load_references
-from mentor.tasks import Task, get_task
+from mentor.tasks import Task, all_tasks, get_task
 from mentor.tools.registry import MATH_TOOL_NAMES
 
 FIGURES = {
@@ -113,12 +113,44 @@ def tool_use(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def group_columns(results: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Table 2's columns per group (``group_label``) of one method's tool-enabled results, as
+    each group's task reports them (``Task.columns``: a macro average; BFCL's official overall
+    and its Non-Live/Live/Multi-Turn/Agentic groups); the first column is the group's number."""
+    by_group: dict[str, list[Mapping[str, Any]]] = {}
+    for e in results:
+        by_group.setdefault(group_label(e), []).append(e)
+    out = {}
+    for g, es in by_group.items():
+        task = _task(es[0])
+        out[g] = task.columns(g, es) if task else {f"{g} (avg)": sum(e["accuracy"] for e in es) / len(es)}
+    return out
+
+
+def group_notes(results: Iterable[Mapping[str, Any]]) -> list[str]:
+    """What each group's task says about how its columns were computed (``Task.notes``)."""
+    by_group: dict[str, list[Mapping[str, Any]]] = {}
+    for e in results:
+        by_group.setdefault(group_label(e), []).append(e)
+    return [n for g, es in by_group.items() if (task := _task(es[0])) for n in task.notes(g, es)]
+
+
+def task_summary_columns(results: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Every registered task's extra ``summary.json`` numbers (``Task.summary_columns``) from the
+    tool-enabled results of its kind (BFCL: ``bfcl_overall``, ``bfcl_non_live``, ...)."""
+    out: dict[str, float | None] = {}
+    for task in all_tasks():
+        out.update(task.summary_columns([r for r in results if r.get("kind", "math") == task.name]))
+    return out
+
+
 def summary_row(results: Sequence[tuple[str, Mapping[str, Any]]], teacher: Counter | None) -> dict[str, float | None]:
     """One method's row of ``summary.json`` from its tool-enabled results, each tagged
     ``"in_domain"`` or ``"out_of_domain"``: accuracy per domain (macro over benchmarks), the
-    invalid-call and tool-usage rates over all records, and the alignment score of the
-    in-domain tool calls (``alignment_counts``) with the teacher's distribution ``teacher``
-    (``None``: no distribution, no score)."""
+    invalid-call and tool-usage rates over all records, the alignment score of the in-domain
+    tool calls (``alignment_counts``) with the teacher's distribution ``teacher`` (``None``: no
+    distribution, no score), and the tasks' own columns (``task_summary_columns``: BFCL's
+    official overall and its groups)."""
     acc: dict[str, list[float]] = {"in_domain": [], "out_of_domain": []}
     for domain, res in results:
         acc[domain].append(res["accuracy"])
@@ -131,6 +163,7 @@ def summary_row(results: Sequence[tuple[str, Mapping[str, Any]]], teacher: Count
         "invalid_call_rate": use["invalid_call_rate"] if some else None,
         "tool_usage_rate": use["tool_usage_rate"] if some else None,
         "alignment_score": alignment_score(teacher, student) if teacher is not None and student is not None else None,
+        **task_summary_columns([res for _, res in results]),
     }
 _INVALID_KEYS = ("invalid_call_rate", "tools/invalid_call_rate", "invalid_tool_call_rate")
 _USAGE_KEYS = ("tool_usage_rate", "tools/usage_rate", "usage_rate")
@@ -299,11 +332,10 @@ def analyse(methods: Mapping[str, MethodData], teacher: Counter | None) -> dict[
 
 
 def _method_numbers(md: MethodData, with_tools: Mapping[str, Mapping[str, Any]], teacher: Counter | None) -> dict[str, Any]:
-    """One method's numbers: accuracy, macro averages, alignment, tool effect and tool use."""
+    """One method's numbers: accuracy, the Table 2 columns per group (``group_columns``; ``macro``:
+    each group's first), alignment, tool effect and tool use."""
     without = {e["benchmark"]: e for e in md.evals if not e.get("settings", {}).get("tools", True)}
-    by_group: dict[str, list[float]] = {}
-    for e in with_tools.values():
-        by_group.setdefault(group_label(e), []).append(e["accuracy"])
+    columns = group_columns(with_tools.values())
     # the paper's alignment score: the math tools called on the in-domain (math) benchmarks
     math_counts = alignment_counts(with_tools.values())
     align = alignment_score(teacher, math_counts) if teacher is not None and math_counts is not None else None
@@ -322,7 +354,9 @@ def _method_numbers(md: MethodData, with_tools: Mapping[str, Mapping[str, Any]],
     return {
         "preset": md.preset,
         "accuracy": {b: e["accuracy"] for b, e in with_tools.items()},
-        "macro": {g: sum(v) / len(v) for g, v in by_group.items()},
+        "macro": {g: next(iter(cols.values())) for g, cols in columns.items()},
+        "columns": columns,
+        "column_notes": group_notes(with_tools.values()),
         "alignment": align,
         "tool_share": _shares(math_counts),
         "tool_difference": _difference(math_counts, teacher),
@@ -357,12 +391,14 @@ def _pct(x: float | None) -> str:
 def _tables(numbers: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     ms = numbers["methods"]
     benches = numbers["benchmarks"]
-    kinds = list(dict.fromkeys(g for _, g in benches))
+    cols = list(dict.fromkeys(c for d in ms.values() for group in d["columns"].values() for c in group))
     t2 = (
-        "Table 2/3: accuracy (%) per benchmark, macro average per task, alignment score (%)",
-        ["method", *[b for b, _ in benches], *[f"{k} (avg)" for k in kinds], "alignment"],
+        "Table 2/3: accuracy (%) per benchmark, per task (macro average; BFCL: the official v4 overall "
+        "and its groups), alignment score (%)",
+        ["method", *[b for b, _ in benches], *cols, "alignment"],
         [
-            [m, *[_pct(d["accuracy"].get(b)) for b, _ in benches], *[_pct(d["macro"].get(k)) for k in kinds], _pct(d["alignment"])]
+            [m, *[_pct(d["accuracy"].get(b)) for b, _ in benches],
+             *[_pct(next((g[c] for g in d["columns"].values() if c in g), None)) for c in cols], _pct(d["alignment"])]
             for m, d in ms.items()
         ],
     )
@@ -445,6 +481,8 @@ def build_report(
     numbers = analyse(data, dist.counts)
     numbers["alignment_source"] = dist.to_dict()
     notes = _data_notes(data, dist)
+    for m, d in numbers["methods"].items():
+        notes.extend(f"{m}: {n}" for n in d["column_notes"])
     figs = _figures(figdir, numbers["methods"], dist.counts, notes, keep_figures)
     tables = _tables(numbers)
     if summary:

@@ -9,7 +9,8 @@ A benchmark argument is one of
   the retrieval-QA sets (``hotpotqa``, ``2wikimultihopqa``, ``bamboogle``: the paper's samples
   of FlashRAG's files, see ``mentor.tasks.qa``; ``hotpotqa-distractor``), the bundled
   synthetic task (``synthetic:test`` in-domain, ``synthetic:ood`` out-of-domain) and BFCL
-  categories (``bfcl:simple_python``, ``bfcl:live_simple,multiple``, ``bfcl:ast``).
+  categories and groups (``bfcl`` = ``bfcl:v4``: every offline category; ``bfcl:simple_python``,
+  ``bfcl:live_simple,multiple``, ``bfcl:ast``, ``bfcl:multi_turn``).
 
 Named sets are read from the shared local copy when there is one (``$MENTOR_SHARED_BENCHMARKS``,
 default ``../shared/benchmarks``), else from the Hugging Face Hub with ``datasets`` (FlashRAG's QA

@@ -13,7 +13,8 @@ def eval_command(
         help="JSONL file (problem/answer = math; question/answer (+context) = QA) or a name: aime24, aime25, amc23, "
         "minervamath, omni-math-512, math-forge-hard, math500, olympiadbench, hotpotqa, 2wikimultihopqa, bamboogle "
         "(FlashRAG's, need --retriever-url), hotpotqa-distractor, "
-        "synthetic:test, synthetic:ood, bfcl:CATEGORY(,CATEGORY) or bfcl:ast. Repeat for several.",
+        "synthetic:test, synthetic:ood, bfcl (= bfcl:v4, every BFCL v4 category that runs offline), "
+        "bfcl:CATEGORY(,CATEGORY) or a BFCL group (bfcl:ast, bfcl:multi_turn, ...). Repeat for several.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Result JSON (a directory when several benchmarks are given)."),
     model: str = typer.Option("smollm2-135m", help="Hub id, local directory or smollm2-135m."),
