@@ -227,3 +227,16 @@ def test_report_from_real_runs(tmp_path, default_model_path):
     assert set(v["macro"]) == {"Math", "Math OOD"}  # synthetic:ood averages apart from in-domain math
     md = (out / "report.md").read_text()
     assert "synthetic:test" in md and "Fig. 6" in md
+
+
+def test_report_shows_each_methods_training_settings(tmp_path):
+    """A run's speed/memory options (run.json's speed_options) are printed in the report (issue #11)."""
+    traj = _call("add", {"firstNumber": 1, "secondNumber": 2}, "3")
+    ev = _eval_result("synthetic:test", [traj], ["3"])
+    opts = {"lora_grpo": True, "generation_backend": "llama_cpp", "beta": 0.001}
+    rep = build_report(tmp_path, methods={"mentor": {"evals": [ev], "preset": "mentor", "training": opts},
+                                          "sft": {"evals": [ev]}})
+    md = rep["markdown"].read_text()
+    assert "## Training settings" in md
+    assert "| mentor | True | llama_cpp | 0.001 |" in md
+    assert json.loads(rep["json"].read_text())["training"] == {"mentor": opts}

@@ -175,6 +175,9 @@ class MethodData:
     evals: list[dict[str, Any]] = field(default_factory=list)
     train_log: list[dict[str, Any]] = field(default_factory=list)
     preset: str | None = None
+    #: the training run's settings that depart (or may depart) from the paper's algorithm for
+    #: speed or memory (``run.json``'s ``speed_options``, see ``mentor.train.grpo.speed_options``)
+    training: dict[str, Any] | None = None
 
 
 # ----------------------------------------------------------------------------- loading
@@ -257,7 +260,7 @@ def _as_method(name: str, spec: Any) -> MethodData:
         spec = {"evals": [spec]}
     elif isinstance(spec, Sequence):
         spec = {"evals": list(spec)}
-    md = MethodData(name, preset=spec.get("preset"))
+    md = MethodData(name, preset=spec.get("preset"), training=spec.get("training"))
     for e in spec.get("evals", []):
         md.evals.append(e if isinstance(e, Mapping) else load_eval(e))
     log = spec.get("train_log")
@@ -489,6 +492,13 @@ def build_report(
         keys = list(next(iter(summary.values())).keys())
         rows = [[m, *("-" if v.get(k) is None else f"{v[k]:.3f}" for k in keys)] for m, v in summary.items()]
         tables.insert(0, ("Summary (summary.json)", ["method", *(k.replace("_", " ") for k in keys)], rows))
+    trained = {m: md.training for m, md in data.items() if md.training}
+    if trained:
+        keys = list(dict.fromkeys(k for t in trained.values() for k in t))
+        tables.append(("Training settings (speed/memory options; the paper: full fine-tuning, transformers/vLLM "
+                       "rollouts, beta 0.001)", ["method", *keys], [[m, *(str(t.get(k, "-")) for k in keys)]
+                                                                      for m, t in trained.items()]))
+        numbers["training"] = trained
     sources = sorted({e.get("_path", e.get("benchmark")) for md in data.values() for e in md.evals})
     preamble = [f"Alignment score (Table 2, Fig. 3, 4): teacher distribution P = {dist.describe()}."]
     page = _Page(title, list(numbers["methods"]), notes, tables, {k: _rel(p, out) for k, p in figs.items()}, preamble)

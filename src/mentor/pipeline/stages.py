@@ -342,6 +342,9 @@ class Pipeline:
                 entry["train_log"] = str(log)
             if m in rl:
                 entry["preset"] = rl[m]
+                run_meta = self.model_dir(m) / "run.json"
+                if run_meta.exists():
+                    entry["training"] = json.loads(run_meta.read_text(encoding="utf-8")).get("speed_options")
             spec[m] = entry
         summary = self.summary()
         write_json(self.out / "summary.json", summary)
