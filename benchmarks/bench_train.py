@@ -62,6 +62,10 @@ SETTINGS: dict[str, dict] = {
     # llama.cpp rollouts (weights synced each step) with LoRA GRPO on a bf16 base and bf16 autocast
     "llama-lora-bf16": {"generation_backend": "llama_cpp", "lora_grpo": True, "model_dtype": "bfloat16",
                         "grpo": {"bf16": True, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
+    # the same with the synced GGUF's matrices in q8_0 (half of bf16's bytes per decoded token)
+    "llama-q8-lora-bf16": {"generation_backend": "llama_cpp", "llama_cpp": {"weight_type": "q8_0"}, "lora_grpo": True,
+                           "model_dtype": "bfloat16",
+                           "grpo": {"bf16": True, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
     # llama.cpp rollouts alone (fp32 full fine-tuning as fp32-full)
     "llama-fp32-full": {"generation_backend": "llama_cpp", "lora_grpo": False, "model_dtype": "float32",
                         "grpo": {"bf16": False, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
