@@ -22,6 +22,8 @@ import pytest
 import yaml
 
 from mentor.train import config as C
+from test_train import PROBLEMS
+from test_train import _refs as _train_refs
 
 pytestmark = pytest.mark.slow
 
@@ -36,27 +38,10 @@ STUDENTS = {
 #: the only GRPOConfig / SFTConfig settings a CPU dry run changes
 CPU_GRPO = {"use_cpu": True, "use_vllm": False, "max_completion_length": 16, "max_steps": 2}
 CPU_SFT = {"use_cpu": True, "max_steps": 1}
-PROBLEMS = [(6, 7, "times", "multiply"), (15, 27, "plus", "add"), (9, 8, "times", "multiply"), (12, 30, "plus", "add")]
-
-
 def write_refs(path: Path) -> Path:
     """References as `mentor teach` writes them (the teacher's stage of the GPU pipeline)."""
-    rows = []
-    for i, (a, b, op, name) in enumerate(PROBLEMS):
-        ans = str(a * b if name == "multiply" else a + b)
-        rows.append({
-            "id": f"q{i}", "question": f"What is {a} {op} {b}?", "answer": ans, "correct": True,
-            "messages": [
-                {"role": "assistant", "content": "", "tool_calls": [
-                    {"type": "function", "function": {"name": name, "arguments": {"firstNumber": a, "secondNumber": b}}}]},
-                {"role": "tool", "name": name, "content": ans},
-                {"role": "assistant", "content": f"The answer is \\boxed{{{ans}}}."},
-            ],
-            "teacher_answer": ans, "teacher_tools": [name], "teacher": {"backend": "fixture"},
-        })
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return _train_refs(path)
 
 
 def tiny_tokenizer(style: str):

@@ -150,18 +150,18 @@ def check(item: Item, message: dict[str, Any]) -> dict[str, Any]:
     return {"valid": bool(res["valid"]), "error": res.get("error"), "decoded": decoded}
 
 
+def _verdict_fields(item: Item, verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields every BFCL record starts with: the item and bfcl-eval's verdict on it."""
+    return {"id": item.id, "category": item.meta["category"], "question": item.question,
+            "prediction": verdict["decoded"], "gold": item.gold, "correct": verdict["valid"], "error": verdict["error"]}
+
+
 def _single_record(item: Item, gen: Generation) -> dict[str, Any]:
     verdict = check(item, gen.message)
     calls = gen.message.get("tool_calls") or []
     written = (gen.message.get("content") or "").count("<tool_call>")
     return {
-        "id": item.id,
-        "category": item.meta["category"],
-        "question": item.question,
-        "prediction": verdict["decoded"],
-        "gold": item.gold,
-        "correct": verdict["valid"],
-        "error": verdict["error"],
+        **_verdict_fields(item, verdict),
         "tool_names": [c["function"]["name"] for c in calls],
         "num_tool_calls": len(calls) + written,
         "invalid_calls": written,
@@ -175,13 +175,7 @@ def _multi_turn_record(item: Item, conv: multi_turn.Conversation) -> dict[str, A
     verdict = multi_turn.check(conv, item.gold)
     results = multi_turn.tool_results(conv)
     return {
-        "id": item.id,
-        "category": item.meta["category"],
-        "question": item.question,
-        "prediction": verdict["decoded"],
-        "gold": item.gold,
-        "correct": verdict["valid"],
-        "error": verdict["error"],
+        **_verdict_fields(item, verdict),
         "tool_names": [m["name"] for m in results],
         "num_tool_calls": len(results) + sum((m.get("content") or "").count("<tool_call>")
                                              for t in conv.responses for m in t if not m.get("tool_calls")),
