@@ -61,6 +61,27 @@ def test_capture_output_verbose_echoes_and_errors_name_the_log(tmp_path):
     assert f"(full log: {log})" in r.stdout
 
 
+def test_command_stage_verbose_echoes_the_log_and_an_error_names_it(tmp_path):
+    log = tmp_path / "out" / "logs" / "sft.log"
+    r = _run_py(f"""
+        import os
+        from mentor.display import command_stage, describe_error
+        with command_stage("sft", {str(log)!r}, verbose=True) as row:
+            os.write(2, b"{{'loss': 0.5}}\\n")
+            row.update(1, loss=0.5)
+        try:
+            with command_stage("sft", {str(log)!r}) as row:
+                print("Loading weights 272/272")
+                raise ValueError("bad references")
+        except ValueError as e:
+            print("ERROR", describe_error(e))
+    """)
+    assert r.returncode == 0, r.stderr
+    assert "{'loss': 0.5}" in r.stderr and "[sft] steps 1  loss 0.500" in r.stderr  # echoed, and the row (plain: no TTY)
+    assert r.stdout.splitlines() == ["ERROR bad references", f"(full log: {log})"]
+    assert log.read_text().splitlines() == ["{'loss': 0.5}", "Loading weights 272/272"]
+
+
 def test_plain_display_prints_one_line_per_event_with_a_run_eta(capsys):
     from rich.console import Console
 
