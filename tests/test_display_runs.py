@@ -179,19 +179,19 @@ SUMMARY = {"sft": {"in_domain_accuracy": 0.5, "out_of_domain_accuracy": 0.05, "i
 
 
 def test_read_run_status_and_headline(tmp_path):
-    all_done = {s: 10.0 for s in ("data", "teach", "vanilla", "sft", "mentor", "eval", "report")}
+    all_done = {s: 10.0 for s in ("data", "teach", "teacher_eval", "vanilla", "sft", "mentor", "eval", "report")}
     complete = _fake_run(tmp_path, "a", all_done, SUMMARY)
     partial = _fake_run(tmp_path, "b", {"data": 1.0, "teach": 2.5})
     (tmp_path / "not-a-run").mkdir()
     assert find_runs(tmp_path) == [complete, partial]
     a, b = read_run(complete), read_run(partial)
-    assert a.complete and a.seconds == 70.0 and a.next_stage is None
-    assert not b.complete and b.next_stage == "vanilla" and b.seconds == 3.5 and len(b.stages) == 7
+    assert a.complete and a.seconds == 80.0 and a.next_stage is None
+    assert not b.complete and b.next_stage == "teacher_eval" and b.seconds == 3.5 and len(b.stages) == 8
     assert headline(a.summary) == "sft 0.50/0.05, mentor 0.62/-"
 
 
 def test_runs_cli_list_and_show(tmp_path):
-    all_done = {s: 10.0 for s in ("data", "teach", "vanilla", "sft", "mentor", "eval", "report")}
+    all_done = {s: 10.0 for s in ("data", "teach", "teacher_eval", "vanilla", "sft", "mentor", "eval", "report")}
     run = _fake_run(tmp_path, "a", all_done, SUMMARY)
     _fake_run(tmp_path, "b", {"data": 1.0})
     env = {**os.environ, "COLUMNS": "250"}
@@ -199,8 +199,8 @@ def test_runs_cli_list_and_show(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if str(tmp_path) in line]
     assert len(rows) == 2
-    assert "complete" in rows[0] and "7/7" in rows[0] and "1:10" in rows[0] and "mentor 0.62/-" in rows[0]
-    assert "next: teach" in rows[1] and "1/7" in rows[1]
+    assert "complete" in rows[0] and "8/8" in rows[0] and "1:20" in rows[0] and "mentor 0.62/-" in rows[0]
+    assert "next: teach" in rows[1] and "1/8" in rows[1]
     r = subprocess.run([*MENTOR, "runs", "show", str(run)], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "MENTOR pipeline summary" in r.stdout and "0.625" in r.stdout

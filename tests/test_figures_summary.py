@@ -2,8 +2,11 @@
 
 A pipeline run directory is filled with fixed inputs -- teacher references, evaluation results
 produced by evaluate() from scripted trajectories, and hand-written metrics.jsonl training logs --
-then the real report stage runs. summary.json's rates and alignment score are recomputed here
-from the trajectories by hand, and the Fig. 6/7 series are read back from the matplotlib figures.
+the real teacher_eval stage evaluates the program teacher on the same benchmarks, then the real
+report stage runs. summary.json's rates and alignment score are recomputed here from the
+trajectories by hand (the teacher distribution P from the teacher's result file by default, from
+the references with ``eval.alignment_source: references``), and the Fig. 6/7 series are read back
+from the matplotlib figures.
 """
 
 from __future__ import annotations
@@ -75,9 +78,10 @@ def test_summary_and_training_figures_from_fixed_inputs(tmp_path):
         ood[1].question: [call("add", firstNumber=2, secondNumber=2), "\\boxed{4}"],  # wrong, 1 valid call
     }
     vanilla_scripts = {q: ["\\boxed{0}"] for q in mentor_scripts}  # wrong, no calls
-    cfg = load_config(None, {"eval": {"in_domain": ["synthetic:test"], "out_of_domain": ["synthetic:ood"]}})
+    cfg = load_config(None, {"eval": {"in_domain": ["synthetic:test"], "out_of_domain": ["synthetic:ood"], "limit": 4}})
     out = tmp_path / "run"
     pipe = Pipeline(cfg, out, progress=False)
+    pipe.run(["teacher_eval"])  # the program teacher, evaluated like the students
     for method, scripts in (("mentor", mentor_scripts), ("vanilla", vanilla_scripts)):
         for bench, n in (("synthetic:test", 4), ("synthetic:ood", 2)):
             res = evaluate(None, bench, generator=ScriptedGenerator(scripts), limit=n, progress=False, label=method)
@@ -100,8 +104,18 @@ def test_summary_and_training_figures_from_fixed_inputs(tmp_path):
     assert m["in_domain_accuracy"] == pytest.approx(3 / 4) and m["out_of_domain_accuracy"] == pytest.approx(1 / 2)
     assert m["invalid_call_rate"] == pytest.approx(2 / 5)  # 5 calls (1 + 1 + 2 + 0 | 0 + 1), 2 invalid
     assert m["tool_usage_rate"] == pytest.approx(4 / 6)  # 3 of 4 in-domain, 1 of 2 out-of-domain
-    teacher, student = {"add": 3, "multiply": 1}, {"add": 2, "multiply": 1, "divide": 1}  # in-domain only
+    student = {"add": 2, "multiply": 1, "divide": 1}  # in-domain only
+    # P (default, the paper's): the teacher's tool calls in its in-domain result file
+    teacher_res = json.loads((pipe.eval_dir("teacher") / "synthetic_test.json").read_text())
+    teacher = {}
+    for r in teacher_res["records"]:
+        for t in r["tool_names"]:
+            teacher[t] = teacher.get(t, 0) + 1
+    assert sum(teacher.values()) >= 4 and teacher != {"add": 3, "multiply": 1}  # the plans' calls, not the references'
     assert m["alignment_score"] == pytest.approx(1 - _js_distance_by_hand(teacher, student), abs=1e-9)
+    t = summary["teacher"]  # Table 2's teacher row
+    assert t["in_domain_accuracy"] == sum(r["correct"] for r in teacher_res["records"]) / 4 == 1.0
+    assert t["invalid_call_rate"] == 0.0 and t["tool_usage_rate"] == 1.0 and t["alignment_score"] == pytest.approx(1.0)
     v = summary["vanilla"]
     assert (v["in_domain_accuracy"], v["out_of_domain_accuracy"], v["invalid_call_rate"], v["tool_usage_rate"],
             v["alignment_score"]) == (0.0, 0.0, 0.0, 0.0, 0.0)
@@ -127,3 +141,15 @@ def test_summary_and_training_figures_from_fixed_inputs(tmp_path):
         plt.close(fig)
     report = json.loads((out / "report.json").read_text())
     assert report["methods"]["mentor"]["train"]["invalid_call_rate"] == [[float(s), i] for s, i, _ in LOGS["mentor"]]
+    assert report["alignment_source"]["source"] == "benchmark" and report["alignment_source"]["counts"] == teacher
+    assert "P = the teacher's tool calls on the in-domain benchmarks of its evaluation (synthetic:test)" in (out / "report.md").read_text()
+
+    # --- the named alternative, eval.alignment_source: references -> P from the training references
+    refs_cfg = load_config(None, {"eval": {"in_domain": ["synthetic:test"], "out_of_domain": ["synthetic:ood"], "limit": 4,
+                                           "alignment_source": "references"}})
+    Pipeline(refs_cfg, out, progress=False).stage_report()
+    alt = json.loads((out / "summary.json").read_text())
+    by_refs = 1 - _js_distance_by_hand({"add": 3, "multiply": 1}, student)
+    assert alt["mentor"]["alignment_score"] == pytest.approx(by_refs, abs=1e-9)
+    assert alt["mentor"]["alignment_score"] != pytest.approx(m["alignment_score"])  # the distributions differ
+    assert "in its correct training references" in (out / "report.md").read_text()

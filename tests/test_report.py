@@ -70,6 +70,7 @@ def test_report_numbers_from_trajectories(tmp_path):
         methods={"mentor": [_eval_result("syn", student, ["3", "5"]), _eval_result("syn", [[{"role": "assistant", "content": "\\boxed{3}"}]] * 2, ["3", "5"], tools=False)]},
         references=refs,
         train_logs={"mentor": _make_log(tmp_path / "m.jsonl", "mentor", [0.5, 0.2, 0.1])},
+        alignment_source="references",  # the named alternative: P from the training references
     )
     n = res["numbers"]["methods"]["mentor"]
     assert n["accuracy"]["syn"] == 0.5 and n["tool_effect"]["syn"] == (0.5, 0.5)
@@ -84,7 +85,81 @@ def test_report_numbers_from_trajectories(tmp_path):
     assert res["notes"] == []
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| mentor | 50.00 | 50.00 |" in md and "fig4_tool_difference.png" in md
+    assert f"P = the teacher's tool calls in its correct training references ({refs})" in md
     assert "<table>" in (tmp_path / "out" / "report.html").read_text()
+
+
+def _bars(ax):
+    """The heights of each bar series (one per method) of a matplotlib axis, in legend order."""
+    return {c.get_label(): [b.get_height() for b in c] for c in ax.containers}
+
+
+def test_teacher_row_fig1_panels_and_alignment_source(tmp_path):
+    from mentor.analysis import alignment_score
+    from mentor.tools import MATH_TOOL_NAMES
+
+    refs = tmp_path / "refs.jsonl"
+    _references(refs)  # training references: add x2, multiply x1
+    mul = _call("multiply", {"firstNumber": 2, "secondNumber": 3}, "6")
+    bad = [{"role": "assistant", "content": '<tool_call>\n{"name": "add", "arguments": {\n</tool_call>'},
+           {"role": "assistant", "content": "\\boxed{6}"}]
+    teacher = [_eval_result("syn", [mul, mul, _call("sqrt", {"number": 4}, "2")], ["6", "6", "2"]),  # multiply x2, sqrt x1
+               _eval_result("ood", [bad, mul], ["7", "6"], domain="out-of-domain")]  # 1 invalid of 2 calls, 1 wrong
+    student = [_eval_result("syn", [_call("add", {"firstNumber": 1, "secondNumber": 2}, "3"), mul, [{"role": "assistant", "content": "\\boxed{1}"}]],
+                            ["3", "5", "2"]),
+               _eval_result("syn", [[{"role": "assistant", "content": "\\boxed{3}"}]] * 3, ["3", "5", "2"], tools=False)]
+    figures: dict = {}
+    res = build_report(tmp_path / "out", methods={"mentor": student}, teacher=teacher, references=refs, keep_figures=figures)
+    n = res["numbers"]
+    assert list(n["methods"]) == ["teacher", "mentor"]  # the teacher's row first, as in Table 2
+    t, m = n["methods"]["teacher"], n["methods"]["mentor"]
+    assert t["accuracy"] == {"syn": 1.0, "ood": 0.5} and t["macro"] == {"Math": 1.0, "Math OOD": 0.5}
+    # default: P = the teacher's calls on the in-domain benchmark (not its references)
+    assert n["alignment_source"]["source"] == "benchmark" and n["alignment_source"]["counts"] == {"multiply": 2, "sqrt": 1}
+    assert m["alignment"] == pytest.approx(alignment_score({"multiply": 2, "sqrt": 1}, {"add": 1, "multiply": 1}))
+    assert t["alignment"] == pytest.approx(1.0)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| teacher | 100.00 | 50.00 | 100.00 | 50.00 | 100.00 |" in md  # syn, ood, Math, Math OOD, alignment
+    assert "P = the teacher's tool calls on the in-domain benchmarks of its evaluation (syn), as the paper" in md
+    assert any("The teacher has no evaluation without tools" in note for note in res["notes"])
+    # Fig. 1b: each method's share of its in-domain math-tool calls, and calls per question
+    left, right = figures[tmp_path / "out" / "plots" / FIGURES["fig1b"]].axes
+    bars = _bars(left)
+    assert bars["teacher"] == pytest.approx([100 * {"multiply": 2, "sqrt": 1}.get(x, 0) / 3 for x in MATH_TOOL_NAMES])
+    assert bars["mentor"] == pytest.approx([100 * {"add": 1, "multiply": 1}.get(x, 0) / 2 for x in MATH_TOOL_NAMES])
+    assert [b.get_height() for b in right.containers[0]] == pytest.approx([5 / 5, 2 / 3])  # teacher: 5 calls / 5 items
+    # Fig. 1c: invalid calls over all calls of the tool-enabled evaluations
+    (ax,) = figures[tmp_path / "out" / "plots" / FIGURES["fig1c"]].axes
+    assert [b.get_height() for b in ax.containers[0]] == pytest.approx([100 * 1 / 5, 0.0])
+    for f in (FIGURES["fig1"], FIGURES["fig1b"], FIGURES["fig1c"]):
+        assert_png(tmp_path / "out" / "plots" / f)
+    # the named alternative: P from the training references gives another score
+    alt = build_report(tmp_path / "alt", methods={"mentor": student}, teacher=teacher, references=refs, alignment_source="references")
+    a = alt["numbers"]["methods"]
+    assert alt["numbers"]["alignment_source"]["counts"] == {"add": 2, "multiply": 1}
+    assert a["mentor"]["alignment"] == pytest.approx(alignment_score({"add": 2, "multiply": 1}, {"add": 1, "multiply": 1}))
+    assert a["mentor"]["alignment"] != pytest.approx(m["alignment"])
+    assert a["teacher"]["alignment"] == pytest.approx(alignment_score({"add": 2, "multiply": 1}, {"multiply": 2, "sqrt": 1}))
+    # with a no-tools evaluation the teacher joins Fig. 1's tool effect
+    no_tools = _eval_result("syn", [[{"role": "assistant", "content": "\\boxed{6}"}]] * 3, ["6", "6", "2"], tools=False)
+    both = build_report(tmp_path / "both", methods={"mentor": student}, teacher=[*teacher, no_tools])
+    assert both["numbers"]["methods"]["teacher"]["tool_effect"] == {"syn": (2 / 3, 1.0)}
+    assert not any("no evaluation without tools" in note for note in both["notes"])
+    import matplotlib.pyplot as plt
+
+    for fig in figures.values():
+        plt.close(fig)
+
+
+def test_report_cli_alignment_source(tmp_path):
+    from mentor.io import write_json
+
+    write_json(tmp_path / "t.json", _eval_result("syn", [_call("add", {"firstNumber": 1, "secondNumber": 2}, "3")], ["3"]))
+    base = [sys.executable, "-m", "mentor.cli", "report", str(tmp_path / "t.json"), "--teacher", str(tmp_path / "t.json")]
+    r = subprocess.run([*base, "--alignment-source", "refs", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "benchmark, references" in r.stderr
+    r = subprocess.run([*base, "--alignment-source", "references", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--references" in r.stderr
 
 
 def _make_log(path, preset, values):
@@ -152,3 +227,16 @@ def test_report_from_real_runs(tmp_path, default_model_path):
     assert set(v["macro"]) == {"Math", "Math OOD"}  # synthetic:ood averages apart from in-domain math
     md = (out / "report.md").read_text()
     assert "synthetic:test" in md and "Fig. 6" in md
+
+
+def test_report_shows_each_methods_training_settings(tmp_path):
+    """A run's speed/memory options (run.json's speed_options) are printed in the report (issue #11)."""
+    traj = _call("add", {"firstNumber": 1, "secondNumber": 2}, "3")
+    ev = _eval_result("synthetic:test", [traj], ["3"])
+    opts = {"lora_grpo": True, "generation_backend": "llama_cpp", "beta": 0.001}
+    rep = build_report(tmp_path, methods={"mentor": {"evals": [ev], "preset": "mentor", "training": opts},
+                                          "sft": {"evals": [ev]}})
+    md = rep["markdown"].read_text()
+    assert "## Training settings" in md
+    assert "| mentor | True | llama_cpp | 0.001 |" in md
+    assert json.loads(rep["json"].read_text())["training"] == {"mentor": opts}

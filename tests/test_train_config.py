@@ -53,12 +53,34 @@ def test_gpu_configs_validate_and_follow_table5(name):
     g = cfg["grpo"]
     assert (g["num_generations"], g["beta"], g["epsilon"], g["learning_rate"], g["temperature"]) == (10, 0.001, 0.2, 1e-6, temp)
     assert g["use_vllm"] and g["vllm_gpu_memory_utilization"] == 0.8 and g["max_completion_length"] == 8192
+    assert g["loss_type"] == "grpo"  # Eq. 3: per-completion mean, then the mean over completions
     s = cfg["sft"]
     assert (s["learning_rate"], s["weight_decay"], s["per_device_train_batch_size"], s["assistant_only_loss"]) == (1e-7, 0.033, 4, True)
     text = path.read_text()
     assert "accelerate launch --config_file configs/accelerate/deepspeed_" in text
     accel = text.split("--config_file ")[1].split()[0]
     assert yaml.safe_load((REPO / accel).read_text())["distributed_type"] == "DEEPSPEED"
+
+
+@pytest.mark.parametrize("name", sorted(GPU_CONFIGS))
+def test_gpu_schedule_on_8_processes(name, monkeypatch, tmp_path):
+    """Table 5's schedule, by TRL's own arithmetic (GRPOConfig.__post_init__) on the 8 processes
+    of configs/accelerate/*.yaml: 16 questions x 10 rollouts generated, 2 optimizer steps of 8."""
+    from trl import GRPOConfig
+
+    from mentor.train.grpo import batch_schedule
+
+    path = REPO / "configs" / name
+    accel = path.read_text().split("--config_file ")[1].split()[0]
+    processes = yaml.safe_load((REPO / accel).read_text())["num_processes"]
+    monkeypatch.setattr(C, "default_config_path", lambda: None)  # resolved as on a CUDA machine
+    monkeypatch.setattr(GRPOConfig, "world_size", property(lambda self: processes))
+    g = C.resolve(path)["grpo"]
+    args = GRPOConfig(output_dir=str(tmp_path), **{**g, "use_cpu": True})  # use_cpu: bf16 is checked against the device
+    assert batch_schedule(args) == {"processes": 8, "questions_per_generation": 16, "completions_per_generation": 160,
+                                    "questions_per_optimizer_step": 8, "completions_per_optimizer_step": 80,
+                                    "optimizer_steps_per_generation": 2, "loss_type": "grpo"}
+    assert "10 x 8 x 2 = 160" in path.read_text()  # the arithmetic the config's comment states
 
 
 def test_cpu_config_scales_table5_down_and_says_so():
@@ -68,6 +90,8 @@ def test_cpu_config_scales_table5_down_and_says_so():
     assert cfg["grpo"]["num_generations"] < C.PAPER_GRPO["num_generations"]
     assert cfg["grpo"]["learning_rate"] > C.PAPER_GRPO["learning_rate"]
     assert cfg["grpo"]["beta"] == 0.001 and cfg["grpo"]["epsilon"] == 0.2
+    # the loss aggregation departs from Eq. 3 (PAPER_GRPO: grpo) and the file says so
+    assert C.PAPER_GRPO["loss_type"] == "grpo" and cfg["grpo"]["loss_type"] == "dapo" and "Eq. 3" in text
 
 
 def test_unknown_grpo_key_names_file_and_key(tmp_path):

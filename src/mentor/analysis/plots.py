@@ -42,8 +42,9 @@ def placeholder(path: str | os.PathLike, title: str, reason: str, keep: dict[Pat
     return _save(fig, path, keep)
 
 
-def tool_effect(path, data: Mapping[str, Mapping[str, tuple[float, float]]], title="Tool effect (Fig. 1)", keep: dict[Path, Any] | None = None) -> Path:
-    """``data[method][benchmark] = (accuracy without tools, with tools)`` (0-1)."""
+def tool_effect(path, data: Mapping[str, Mapping[str, tuple[float, float]]], title="Tool effect (Fig. 1a)", keep: dict[Path, Any] | None = None) -> Path:
+    """``data[method][benchmark] = (accuracy without tools, with tools)`` (0-1): the teacher
+    (LLM) and the students (SLM) side by side, the effect in points above each pair."""
     rows = [(m, b, wo, w) for m, bs in data.items() for b, (wo, w) in bs.items()]
     if not rows:
         return placeholder(path, title, "evaluate a benchmark with and without tools (mentor eval --no-tools)", keep)
@@ -63,10 +64,55 @@ def tool_effect(path, data: Mapping[str, Mapping[str, tuple[float, float]]], tit
     return _save(fig, path, keep)
 
 
+def invocation_pattern(path, shares: Mapping[str, Mapping[str, float]], calls: Mapping[str, float], tools: Sequence[str],
+                       title="Tool-invocation pattern (Fig. 1b)", keep: dict[Path, Any] | None = None) -> Path:
+    """Left: ``shares[method][tool]`` = the tool's share of the method's in-domain math-tool
+    calls (%); right: ``calls[method]`` = tool calls per question over its tool-enabled evaluations."""
+    if not calls:
+        return placeholder(path, title, "needs evaluation results with tools (the teacher's and the students')", keep)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(9.0, 0.8 * len(tools) + 5), 4.2), gridspec_kw={"width_ratios": [3, 1]})
+    if shares:
+        width = 0.8 / len(shares)
+        for k, (m, share) in enumerate(shares.items()):
+            left.bar([i + (k - (len(shares) - 1) / 2) * width for i in range(len(tools))], [share.get(t, 0.0) for t in tools], width, label=m)
+        left.legend(fontsize=8)
+    else:
+        left.text(0.5, 0.5, "no in-domain math tool call", ha="center", va="center", transform=left.transAxes)
+    left.set_xticks(range(len(tools)), tools, rotation=40, ha="right", fontsize=8)
+    left.set_ylabel("share of in-domain math-tool calls (%)")
+    methods = list(calls)
+    right.bar(range(len(methods)), [calls[m] for m in methods], color="#1f5a96")
+    for i, m in enumerate(methods):
+        right.annotate(f"{calls[m]:.2f}", (i, calls[m]), ha="center", va="bottom", fontsize=8)
+    right.set_xticks(range(len(methods)), methods, rotation=40, ha="right", fontsize=8)
+    right.set_ylabel("tool calls per question")
+    fig.suptitle(title)
+    return _save(fig, path, keep)
+
+
+def invalid_calls(path, counts: Mapping[str, tuple[int, int]], title="Invalid tool calls (Fig. 1c)",
+                  keep: dict[Path, Any] | None = None) -> Path:
+    """``counts[method] = (invalid calls, all calls)`` over its tool-enabled evaluations; the bar
+    is the invalid share (%), annotated with the counts (a method without calls shows 0 of 0)."""
+    if not counts:
+        return placeholder(path, title, "needs evaluation results with tools (the teacher's and the students')", keep)
+    methods = list(counts)
+    rates = [100 * inv / n if n else 0.0 for inv, n in (counts[m] for m in methods)]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(methods) + 2), 4))
+    ax.bar(range(len(methods)), rates, color="#b5473a")
+    for i, m in enumerate(methods):
+        ax.annotate(f"{counts[m][0]}/{counts[m][1]}", (i, rates[i]), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(methods)), methods, fontsize=8)
+    ax.set_ylabel("invalid tool calls (% of calls)")
+    ax.set_ylim(0, max(5.0, 1.15 * max(rates)))
+    ax.set_title(title)
+    return _save(fig, path, keep)
+
+
 def accuracy_vs_alignment(path, points: Mapping[str, tuple[float, float]], title="Accuracy vs alignment (Fig. 3)", keep: dict[Path, Any] | None = None) -> Path:
     """``points[method] = (alignment score 0-1, accuracy 0-1)``."""
     if not points:
-        return placeholder(path, title, "needs a teacher tool distribution (references file) and math evaluations with tools", keep)
+        return placeholder(path, title, "needs a teacher tool distribution (its evaluation, or a references file) and math evaluations with tools", keep)
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     seen: dict[tuple[float, float], int] = {}
     for m, (a, acc) in points.items():

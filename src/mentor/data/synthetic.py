@@ -6,9 +6,10 @@ tool executor when the problem is built, so the answer is exactly what the tools
 
 Splits (``generate(split, n, seed)``):
 
-- ``train`` / ``test`` (in-domain): families that use only :data:`IN_DOMAIN_TOOLS`
-  (add, subtract, multiply, divide, sum_numbers, round_number, floor). ``test`` draws
-  different numbers, names and wordings from a different random stream than ``train``.
+- ``train`` / ``tune`` / ``test`` (in-domain): families that use only :data:`IN_DOMAIN_TOOLS`
+  (add, subtract, multiply, divide, sum_numbers, round_number, floor). Each split draws
+  numbers, names and wordings from its own random stream; ``tune`` is the held-out split for
+  choosing training settings (issue #11), so ``test`` is never looked at while tuning.
 - ``ood`` (out-of-domain): every problem needs a tool held out of training
   (:data:`HELD_OUT_TOOLS`: power, sqrt, modulo, ceil, abs_value; 5 families) or a
   composition of training tools in a chain training never shows (5 families: rounding
@@ -31,7 +32,7 @@ from typing import Any
 
 from mentor.tools.executor import execute_local, format_result
 
-SPLITS = ("train", "test", "ood")
+SPLITS = ("train", "tune", "test", "ood")
 IN_DOMAIN_TOOLS = ("add", "subtract", "multiply", "divide", "sum_numbers", "round_number", "floor")
 HELD_OUT_TOOLS = ("power", "sqrt", "modulo", "ceil", "abs_value")
 
@@ -481,5 +482,5 @@ def make_problem(split: str, seed: int, index: int) -> SyntheticProblem:
 
 
 def generate(split: str = "train", n: int = 200, seed: int = 0) -> list[SyntheticProblem]:
-    """``n`` problems of ``split`` (train / test / ood)."""
+    """``n`` problems of ``split`` (train / tune / test / ood)."""
     return [make_problem(split, seed, i) for i in range(n)]

@@ -6,12 +6,15 @@ A benchmark argument is one of
   with ``answer`` or ``golden_answers`` (FlashRAG format), optionally ``context`` (HotpotQA) -> QA;
 - a name a registered task knows: the paper's math sets (``aime24``, ``aime25``, ``amc23``,
   ``minervamath``, ``omni-math-512``, ``math-forge-hard``, plus ``math500``/``olympiadbench``),
-  the retrieval-QA sets (``hotpotqa``, ``2wikimultihopqa``, ``bamboogle``), the bundled
+  the retrieval-QA sets (``hotpotqa``, ``2wikimultihopqa``, ``bamboogle``: the paper's samples
+  of FlashRAG's files, see ``mentor.tasks.qa``; ``hotpotqa-distractor``), the bundled
   synthetic task (``synthetic:test`` in-domain, ``synthetic:ood`` out-of-domain) and BFCL
-  categories (``bfcl:simple_python``, ``bfcl:live_simple,multiple``, ``bfcl:ast``).
+  categories and groups (``bfcl`` = ``bfcl:v4``: every offline category; ``bfcl:simple_python``,
+  ``bfcl:live_simple,multiple``, ``bfcl:ast``, ``bfcl:multi_turn``).
 
 Named sets are read from the shared local copy when there is one (``$MENTOR_SHARED_BENCHMARKS``,
-default ``../shared/benchmarks``), else from the Hugging Face Hub with ``datasets``.
+default ``../shared/benchmarks``), else from the Hugging Face Hub with ``datasets`` (FlashRAG's QA
+sets: ``$MENTOR_FLASHRAG_DATA``, else the Hub).
 """
 
 from __future__ import annotations

@@ -11,14 +11,18 @@ def eval_command(
     benchmark: list[str] = typer.Option(
         ..., "--benchmark", "-b",
         help="JSONL file (problem/answer = math; question/answer (+context) = QA) or a name: aime24, aime25, amc23, "
-        "minervamath, omni-math-512, math-forge-hard, math500, olympiadbench, hotpotqa, 2wikimultihopqa, bamboogle, "
-        "synthetic:test, synthetic:ood, bfcl:CATEGORY(,CATEGORY) or bfcl:ast. Repeat for several.",
+        "minervamath, omni-math-512, math-forge-hard, math500, olympiadbench, hotpotqa, 2wikimultihopqa, bamboogle "
+        "(FlashRAG's, need --retriever-url), hotpotqa-distractor, "
+        "synthetic:test, synthetic:ood, bfcl (= bfcl:v4, every BFCL v4 category that runs offline), "
+        "bfcl:CATEGORY(,CATEGORY) or a BFCL group (bfcl:ast, bfcl:multi_turn, ...). Repeat for several.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Result JSON (a directory when several benchmarks are given)."),
     model: str = typer.Option("smollm2-135m", help="Hub id, local directory or smollm2-135m."),
     limit: int = typer.Option(None, help="Evaluate only the first N items (per category for BFCL)."),
     no_tools: bool = typer.Option(False, "--no-tools", help="Run without tools (the tool-effect baseline)."),
-    retriever_url: str = typer.Option(None, help="URL of a `mentor serve retriever` server (QA); default: in-process BM25 over the file's contexts."),
+    retriever_url: str = typer.Option(None, help="URL of a `mentor serve retriever` server for QA sets without "
+                                      "passages of their own (hotpotqa, 2wikimultihopqa, bamboogle); a file with "
+                                      "contexts (hotpotqa-distractor) is searched with BM25 over them."),
     tool_server: str = typer.Option(None, help="URL of a `mentor serve tools` server (default: in-process tools)."),
     base_url: str = typer.Option(None, help="OpenAI-compatible server serving --model (vLLM, transformers serve)."),
     max_turns: int = typer.Option(4, help="Maximum assistant turns per item."),
@@ -34,6 +38,8 @@ def eval_command(
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0),
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16"),
+    backend: str = typer.Option("transformers", help="In-process generation: transformers | llama_cpp (the "
+                                "model's weights exported to a bf16 GGUF and decoded by llama.cpp)."),
     progress: bool = typer.Option(True, "--progress/--no-progress",
                                   help="A live display (default on a terminal); --no-progress: one plain line per event."),
     verbose: bool = typer.Option(False, "--verbose", "-v",
@@ -60,7 +66,7 @@ def eval_command(
                     base_url=base_url)
     try:
         with command_stage("eval", log, progress=progress and not quiet, verbose=verbose, unit="items") as row:
-            results = _evaluate_all(model, benchmark, out, row, dtype=dtype, **settings)
+            results = _evaluate_all(model, benchmark, out, row, dtype=dtype, backend=backend, **settings)
     except (DataError, ValueError, RuntimeError) as e:
         console.print(f"[red]error:[/red] {rich_escape(describe_error(e))}")
         raise typer.Exit(2) from None
@@ -70,7 +76,7 @@ def eval_command(
     console.print(f"wrote {out} (log: {log})")
 
 
-def _evaluate_all(model: str, names: list[str], out: Path, row, dtype: str, **settings) -> list[dict]:
+def _evaluate_all(model: str, names: list[str], out: Path, row, dtype: str, backend: str, **settings) -> list[dict]:
     """Every benchmark with one generator; ``row`` shows the items done and the accuracy so far,
     and one line per finished benchmark."""
     from mentor.display import LiveAccuracy
@@ -82,7 +88,8 @@ def _evaluate_all(model: str, names: list[str], out: Path, row, dtype: str, **se
     benches = [load_benchmark(b, limit=settings["limit"]) for b in names]  # bad files fail before the model loads
     get_task("math").with_scorer(settings["scorers"]["math"])  # so does an unknown scorer
     row.set_total(sum(len(b.items) for b in benches))
-    generator = make_generator(model, base_url=settings["base_url"], batch_size=settings["batch_size"], dtype=dtype)
+    generator = make_generator(model, base_url=settings["base_url"], batch_size=settings["batch_size"], dtype=dtype,
+                               backend=backend)
     live = LiveAccuracy(row)
     results = []
     for name, bench in zip(names, benches, strict=True):

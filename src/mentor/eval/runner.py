@@ -9,9 +9,11 @@ generates (the multi-turn tool loop, or one turn for BFCL) and its metric (``mat
 math, exact match for QA, BFCL's AST checker; BFCL with several categories: the macro average).
 
 Tool calls go through the ``executor`` passed in (default: in-process; ``tool_server=`` builds
-one for a ``mentor serve tools`` server); a QA task adds its search backend to it (BM25 over the
-file's contexts, or ``retriever_url``). ``tools=False`` runs the same prompts without tools (the
-tool-effect analysis, Fig. 1).
+one for a ``mentor serve tools`` server); a QA task puts its search backend in it (BM25 over the
+file's own context paragraphs, else ``retriever_url``, else the executor's own search backend,
+e.g. the pipeline's retriever). ``tools=False`` runs the same prompts without tools (the
+tool-effect analysis, Fig. 1). A sampled benchmark (the paper's 2,000 questions of a dev set)
+adds ``sample`` (population, size, seed, ids) to the result.
 
 Item-level resume: with ``out=`` (or ``partial=``) the items run in batches and each finished
 record is appended to ``<out>.partial.jsonl``; a re-run with the same benchmark, model and
@@ -198,6 +200,8 @@ def _result(task: Task, bench: Benchmark, model_name: str, records: list[dict[st
         **task.summarize(records),
         "settings": settings,
     }
+    if bench.meta.get("sample"):  # a sampled benchmark (the paper's 2,000 of a dev set): which items, how drawn
+        out["sample"] = bench.meta["sample"]
     if task.trajectories:
         trajs = [r["trajectory"]["messages"] for r in records]
         out["tool_stats"] = tool_stats(trajs).to_dict()

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from mentor.generation.hf import HFGenerator
+from mentor.generation.llama_cpp import LlamaCppGenerator
 from mentor.generation.openai_compat import OpenAIConfig, OpenAIGenerator
 
 
@@ -15,9 +16,11 @@ def make_generator(
     batch_size: int = 8,
     dtype: str = "float32",
     api_key: str | None = None,
+    backend: str = "transformers",
 ) -> Any:
-    """transformers (``HFGenerator``) by default, or an OpenAI-compatible server (vLLM, SGLang,
-    ``transformers serve``) when ``base_url`` is given."""
+    """transformers (``HFGenerator``) by default, llama.cpp (``LlamaCppGenerator``, the model's
+    weights exported to bf16 GGUF) with ``backend="llama_cpp"``, or an OpenAI-compatible server
+    (vLLM, SGLang, ``transformers serve``) when ``base_url`` is given."""
     if base_url:
         cfg = OpenAIConfig(base_url=base_url, model=str(model or "default"), concurrency=batch_size)
         if api_key:
@@ -26,4 +29,8 @@ def make_generator(
         gen.name = str(model)
         gen.batch_size = batch_size
         return gen
+    if backend == "llama_cpp":
+        return LlamaCppGenerator.from_name(model)
+    if backend != "transformers":
+        raise ValueError(f"generation backend must be transformers or llama_cpp, got {backend!r}")
     return HFGenerator.from_name(model, batch_size=batch_size, dtype=dtype)

@@ -9,6 +9,15 @@ from mentor.generation.loop import Generation, Sampling, parse_assistant
 from mentor.models import load
 
 
+def render_chat(tokenizer: Any, conversation: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                **chat_template_kwargs: Any) -> str:
+    """The prompt text of ``conversation`` offering ``tools``, by the tokenizer's chat template
+    (what every local generator sends to its model)."""
+    clean = [{k: v for k, v in m.items() if k != "raw"} for m in conversation]
+    return tokenizer.apply_chat_template(clean, tools=tools, tokenize=False, add_generation_prompt=True,
+                                         **chat_template_kwargs)
+
+
 class HFGenerator:
     """Batched generation with a transformers model and its chat template (left padding)."""
 
@@ -27,10 +36,7 @@ class HFGenerator:
         return cls(model, tok, batch_size=batch_size)
 
     def render(self, conversation: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
-        clean = [{k: v for k, v in m.items() if k != "raw"} for m in conversation]
-        return self.tokenizer.apply_chat_template(
-            clean, tools=tools, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
-        )
+        return render_chat(self.tokenizer, conversation, tools, **self.chat_template_kwargs)
 
     def generate(
         self, conversations: Sequence[list[dict[str, Any]]], tools: list[dict[str, Any]] | None, sampling: Sampling

@@ -1,8 +1,9 @@
 """``mentor run``: the whole MENTOR pipeline into one run directory.
 
-data -> teacher references (filtered) -> Vanilla evaluation -> SFT -> RL methods (Sparse,
-MENTOR, ... from the SFT warm start or the base student) -> evaluation of every method in- and
-out-of-domain -> report (tables, plots) and ``summary.json``.
+data -> teacher references (filtered) -> the teacher evaluated as a method (``teacher_eval``,
+with ``eval.teacher``) -> Vanilla evaluation -> SFT -> RL methods (Sparse, MENTOR, ... from the
+SFT warm start or the base student) -> evaluation of every method in- and out-of-domain ->
+report (tables, plots) and ``summary.json``.
 
 Every stage reads and writes plain files in the run directory and is skipped when its
 outputs already exist, so re-running a killed run finishes it without redoing completed
@@ -17,11 +18,12 @@ Run directory::
     data/questions.jsonl   the training questions
     references.jsonl       teacher references (+ .rejected.jsonl, .summary.json)
     models/<method>/       training output (checkpoints, metrics.jsonl, final/)
-    eval/<method>/*.json   evaluation results (one per benchmark)
+    eval/<method>/*.json   evaluation results (one per benchmark; eval/teacher/ for the teacher)
     report.md, report.html, plots/*.png, summary.json
 
 Modules: ``config`` (the typed, validated config), ``stages`` (``Pipeline``: the stages over
-the run directory), ``cli`` (``mentor run``).
+the run directory), ``retrieval`` (the ``eval.retriever`` server the evaluation stages start and
+stop), ``cli`` (``mentor run``).
 """
 
 from pathlib import Path
@@ -31,6 +33,8 @@ from mentor.pipeline.config import (
     BASE_STAGES,
     DEFAULT_CONFIG,
     TAIL_STAGES,
+    TEACHER,
+    TEACHER_STAGE,
     DataSection,
     EvalSection,
     PipelineConfig,
@@ -51,6 +55,8 @@ __all__ = [
     "REPO_ROOT",
     "SUMMARY_KEYS",
     "TAIL_STAGES",
+    "TEACHER",
+    "TEACHER_STAGE",
     "DataSection",
     "EvalSection",
     "Pipeline",

@@ -30,12 +30,12 @@ def print_summary(summary: Mapping[str, Mapping[str, Any]], console: Any = None)
 def run(
     config: Path = typer.Option(None, "--config", help="Pipeline YAML (default: configs/pipeline/cpu.yaml, the bundled CPU demo)."),
     output_dir: Path = typer.Option(None, "--output-dir", help="Run directory (default: runs/<config name>)."),
-    stages: str = typer.Option(None, "--stages", help="Comma-separated subset of stages: data,teach,vanilla,sft,<rl methods>,eval,report."),
+    stages: str = typer.Option(None, "--stages", help="Comma-separated subset of stages: data,teach,teacher_eval,vanilla,sft,<rl methods>,eval,report."),
     progress: bool = typer.Option(True, "--progress/--no-progress",
                                   help="A live display (default on a terminal); --no-progress: one plain line per event."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the libraries' output (always in RUN_DIR/logs/<stage>.log)."),
 ) -> None:
-    """Run the whole MENTOR pipeline (data -> teacher -> vanilla eval -> SFT -> RL -> eval -> report).
+    """Run the whole MENTOR pipeline (data -> teacher -> teacher eval -> vanilla eval -> SFT -> RL -> eval -> report).
 
     Completed stages are skipped, so re-running a killed run finishes it."""
     console = Console()

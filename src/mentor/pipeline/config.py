@@ -17,15 +17,21 @@ from typing import Any
 
 import yaml
 
+from mentor.analysis.report import ALIGNMENT_SOURCES
 from mentor.config import check_keys, field_names, from_mapping
 from mentor.generation.server import SERVER_COMMANDS
 from mentor.rewards import PRESETS
+from mentor.serve import INDEX_KINDS
 from mentor.tasks import get_task
 from mentor.teacher.factory import TeacherConfig, backends
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pipeline" / "cpu.yaml"
 BASE_STAGES = ("data", "teach", "vanilla", "sft")
 TAIL_STAGES = ("eval", "report")
+#: the stage that evaluates the teacher as a model (after ``teach``, while its endpoint is up),
+#: and the method name its results go under (``eval/teacher/``, the report's teacher row)
+TEACHER_STAGE = "teacher_eval"
+TEACHER = "teacher"
 
 
 class PipelineError(ValueError):
@@ -56,6 +62,48 @@ class TrainSection:
 
 
 @dataclass
+class RetrieverSection:
+    """``eval.retriever``: the retrieval server the evaluation stages start (``mentor serve
+    retriever``) for the QA benchmarks that carry no passages of their own, and stop afterwards.
+    Paths are checked when the stage starts, not when the config is read."""
+
+    corpus: str | None = None  # FlashRAG JSONL ({"id", "contents"}), e.g. wiki18_100w.jsonl
+    index: str = "dense"  # dense | bm25
+    model: str | None = None  # dense: sentence-transformers model; None: $MENTOR_EMBEDDING_MODEL or bundled MiniLM
+    faiss_index: str | None = None  # dense: a prebuilt faiss index over `corpus` (FlashRAG's e5_Flat.index)
+    index_dir: str | None = None  # where a built index is saved / reused (default: RUN_DIR/retriever)
+    query_prefix: str | None = None  # None: the model's default ("query: " for e5)
+    passage_prefix: str | None = None  # None: the model's default ("passage: " for e5)
+    startup_timeout: float = 3600.0  # seconds to read the corpus and load (or build) the index
+
+    def check(self, where: str) -> None:
+        if not self.corpus or not isinstance(self.corpus, str):
+            raise PipelineError(f"{where}: eval.retriever.corpus: the corpus file (FlashRAG JSONL) is required")
+        if self.index not in INDEX_KINDS:
+            raise PipelineError(f"{where}: eval.retriever.index: expected one of {', '.join(INDEX_KINDS)}, got {self.index!r}")
+        if self.faiss_index and self.index != "dense":
+            raise PipelineError(f"{where}: eval.retriever.faiss_index: a prebuilt faiss index needs index: dense")
+
+    def args(self, index_dir: Path) -> list[str]:
+        """``mentor serve retriever`` arguments (``index_dir`` when none is configured)."""
+        out = ["serve", "retriever", "--corpus", str(self.corpus), "--index", self.index,
+               "--index-dir", str(self.index_dir or index_dir)]
+        for flag, value in (("--model", self.model), ("--faiss-index", self.faiss_index),
+                            ("--query-prefix", self.query_prefix), ("--passage-prefix", self.passage_prefix)):
+            if value is not None:
+                out += [flag, str(value)]
+        return out
+
+    @property
+    def label(self) -> str:
+        """What evaluation results record as their ``retriever`` (stable across restarts, so that an
+        interrupted evaluation resumes item by item)."""
+        parts = [self.index, self.model or "default-model" if self.index == "dense" else None,
+                 Path(str(self.corpus)).name, Path(self.faiss_index).name if self.faiss_index else None]
+        return "server:" + ":".join(p for p in parts if p)
+
+
+@dataclass
 class EvalSection:
     in_domain: list[str] | None = None
     out_of_domain: list[str] | None = None
@@ -63,14 +111,23 @@ class EvalSection:
     max_new_tokens: int = 256
     max_turns: int = 4
     batch_size: int = 8
-    tool_effect: bool = True
+    tool_effect: bool = True  # also evaluate vanilla and the teacher without tools (Fig. 1)
     #: decoding: None = each model's recommended sampling (its generation_config.json), 0 = greedy
     temperature: float | None = None
     top_p: float | None = None
     #: the math task's scorer (``mentor.tasks.math.MathTask.scorers``): math_verify | exact
     math_scorer: str = "math_verify"
     server: str | None = None  # vllm | transformers | a command template with {model} and {port}
+    #: in-process generation without a server: transformers | llama_cpp (weights exported to bf16 GGUF)
+    backend: str = "transformers"
     server_startup_timeout: float = 900.0
+    #: the retriever server the evaluation stages start and stop (``RetrieverSection``)
+    retriever: RetrieverSection | None = None
+    #: evaluate the teacher as a method too (stage ``teacher_eval``): Table 2's teacher row, Fig. 1
+    teacher: bool = True
+    #: the alignment score's teacher distribution P: ``benchmark`` (the teacher's tool calls on the
+    #: in-domain evaluation benchmarks, as the paper) or ``references`` (its training references)
+    alignment_source: str = "benchmark"
 
     @property
     def benchmarks(self) -> list[tuple[str, str]]:
@@ -108,12 +165,16 @@ class PipelineConfig:
             return from_mapping(typ, top.get(name), where, PipelineError, prefix=f"{name}.")
 
         teacher = top.get("teacher") or {"backend": "program"}
+        evals = dict(top.get("eval") or {}) if isinstance(top.get("eval"), Mapping) else top.get("eval")
+        if isinstance(evals, dict) and evals.get("retriever") is not None:
+            evals["retriever"] = from_mapping(RetrieverSection, evals["retriever"], where, PipelineError,
+                                              prefix="eval.retriever.")
         if not isinstance(teacher, Mapping):
             raise PipelineError(f"{where}: 'teacher' must be a mapping")
         out = cls(
             name=top.get("name"), seed=int(top.get("seed", 0) or 0), student=top.get("student"),
             rl_init=top.get("rl_init", "sft"), data=section("data", DataSection), train=section("train", TrainSection),
-            eval=section("eval", EvalSection), source=cfg.get("_source"),
+            eval=from_mapping(EvalSection, evals, where, PipelineError, prefix="eval."), source=cfg.get("_source"),
             teacher=TeacherConfig.from_mapping(teacher, where, PipelineError, "teacher.", seed=int(top.get("seed", 0) or 0)),
         )
         out.check(where)
@@ -128,24 +189,44 @@ class PipelineConfig:
             get_task("math").with_scorer(self.eval.math_scorer)
         except ValueError as e:
             raise PipelineError(f"{where}: eval.math_scorer: {e}") from None
+        if self.eval.backend not in ("transformers", "llama_cpp"):
+            raise PipelineError(f"{where}: eval.backend: expected transformers or llama_cpp, got {self.eval.backend!r}")
+        if self.eval.retriever is not None:
+            self.eval.retriever.check(where)
         server = self.eval.server
         if server is not None and (not isinstance(server, str) or (server not in SERVER_COMMANDS and not ("{model}" in server and "{port}" in server))):
             raise PipelineError(
                 f"{where}: eval.server: expected one of {', '.join(SERVER_COMMANDS)} or a command template with {{model}} and {{port}}"
             )
+        if self.eval.alignment_source not in ALIGNMENT_SOURCES:
+            raise PipelineError(f"{where}: eval.alignment_source: expected one of {', '.join(ALIGNMENT_SOURCES)}, "
+                                f"not {self.eval.alignment_source!r}")
+        if self.eval.alignment_source == "benchmark" and not self.eval.teacher:
+            raise PipelineError(f"{where}: eval.alignment_source: 'benchmark' needs the teacher's evaluation (eval.teacher: true); "
+                                "set eval.alignment_source: references to use the training references instead")
+        reserved = ("vanilla", "sft", TEACHER, TEACHER_STAGE)
         for name, preset in (self.train.methods or {}).items():
             if preset not in PRESETS:
                 raise PipelineError(f"{where}: train.methods.{name}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-            if name in ("vanilla", "sft"):
-                raise PipelineError(f"{where}: train.methods.{name}: 'vanilla' and 'sft' are reserved method names")
+            if name in reserved:
+                raise PipelineError(f"{where}: train.methods.{name}: {', '.join(map(repr, reserved))} are reserved method names")
 
     @property
     def methods(self) -> list[str]:
+        """The student methods (trained and evaluated)."""
         return ["vanilla", "sft", *self.train.rl_methods]
 
     @property
+    def reported(self) -> list[str]:
+        """Every evaluated method, in the report's order: the teacher (when evaluated) first."""
+        return [TEACHER, *self.methods] if self.eval.teacher else self.methods
+
+    @property
     def stages(self) -> list[str]:
-        return [*BASE_STAGES, *self.train.rl_methods, *TAIL_STAGES]
+        base = list(BASE_STAGES)
+        if self.eval.teacher:
+            base.insert(base.index("teach") + 1, TEACHER_STAGE)
+        return [*base, *self.train.rl_methods, *TAIL_STAGES]
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

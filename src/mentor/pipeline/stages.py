@@ -19,16 +19,20 @@ import yaml
 from filelock import FileLock
 from rich.console import Console
 
-from mentor.analysis.report import build_report, summary_row, teacher_counts
+from mentor.analysis.report import build_report, summary_row, teacher_distribution
 from mentor.data.datasets import Question, load_questions
 from mentor.display import LiveAccuracy, RunDisplay, StageRow, logged_stage, stage_log, terminal_console, trainer_display
+from mentor.eval.benchmarks import load_benchmark
 from mentor.eval.runner import evaluate, result_name
 from mentor.generation import make_generator, serve_model
 from mentor.io import read_jsonl, run_metadata, write_json
 from mentor.models import resolve_model
-from mentor.pipeline.config import PipelineConfig, PipelineError
+from mentor.pipeline.config import TEACHER, TEACHER_STAGE, PipelineConfig, PipelineError
+from mentor.pipeline.retrieval import eval_retriever
+from mentor.teacher.base import teacher_generator
 from mentor.teacher.factory import build_teacher
 from mentor.teacher.generate import generate_references
+from mentor.tools.executor import Executor
 from mentor.train.config import bundled_path
 
 
@@ -122,6 +126,7 @@ class Pipeline:
         out = {s: p["stage"] for s in self.config.stages}
         out["teach"] = p["question"] * (self.config.data.n or 100)
         out["vanilla"] = p["eval_item"] * items * (2 if e.tool_effect else 1)
+        out[TEACHER_STAGE] = out["vanilla"]
         out["sft"] = p["sft_step"] * int((t.sft or {}).get("max_steps") or 100)
         for m in t.rl_methods:
             out[m] = p["rl_step"] * int((t.rl or {}).get("max_steps") or 100)
@@ -157,6 +162,7 @@ class Pipeline:
         run = {
             "data": lambda: self.stage_data(),
             "teach": lambda: self.stage_teach(row),
+            TEACHER_STAGE: lambda: self.stage_teacher_eval(row),
             "vanilla": lambda: self.stage_eval(["vanilla"], row),
             "sft": lambda: self.stage_sft(row),
             "eval": lambda: self.stage_eval([m for m in self.config.methods if m != "vanilla"], row),
@@ -249,19 +255,57 @@ class Pipeline:
                 todo[method] = jobs
         if row is not None and e.limit:
             row.set_total(e.limit * sum(len(j) for j in todo.values()))
-        return {"evaluated": {m: self._evaluate(m, self.model_for(m), jobs, row) for m, jobs in todo.items()}}
+        announce = row.event if row is not None else self.console.print
+        with eval_retriever(e.retriever if todo else None, self.out, announce) as (executor, retriever):
+            evaluated = {m: self._evaluate(m, self.model_for(m), jobs, row, executor) for m, jobs in todo.items()}
+        return {"evaluated": evaluated, **({"retriever": retriever} if retriever else {})}
 
-    def _evaluate(self, method: str, model: str, jobs: Sequence[tuple[str, bool]], row: StageRow | None = None) -> list[str]:
-        """Every (benchmark, tools) job of one model, with one generator for all of them."""
+    def stage_teacher_eval(self, row: StageRow | None = None) -> dict[str, Any]:
+        """The teacher evaluated as a method (``eval/teacher/``): the students' benchmarks, limit,
+        turns, decoding and scoring, through ``evaluate`` with the teacher as its generator
+        (``mentor.teacher.base.teacher_generator``), and -- with ``eval.tool_effect`` -- without
+        tools too, unless the teacher cannot answer without tools (the program teacher)."""
+        e = self.config.eval
+        try:
+            benches = {b: load_benchmark(b, limit=e.limit) for b, _ in e.benchmarks}
+            generator = teacher_generator(build_teacher(self.config.teacher), list(benches.values()), batch_size=int(e.batch_size))
+        except (ValueError, RuntimeError) as err:  # no plan / no generator / endpoint unreachable
+            raise PipelineError(f"cannot evaluate the teacher ({self.config.teacher.backend}): {err}") from None
+        no_tools = e.tool_effect and getattr(generator, "answers_without_tools", True)
+        jobs = [(b, True) for b in benches] + ([(b, False) for b in benches] if no_tools else [])
+        jobs = [(b, tools) for b, tools in jobs if not (self.eval_dir(TEACHER) / result_name(b, tools)).exists()]
+        if row is not None and e.limit:
+            row.set_total(e.limit * len(jobs))
+        # a program plays a fixed plan: decoding settings do not apply, it is recorded as greedy
+        overrides = {"temperature": 0} if getattr(generator, "deterministic", False) else {}
+        announce = row.event if row is not None else self.console.print
+        with eval_retriever(e.retriever if jobs else None, self.out, announce) as (executor, retriever):
+            written = self._evaluate(TEACHER, str(self.config.teacher.model or self.config.teacher.backend), jobs, row,
+                                     executor, generator=generator, benchmarks=benches, overrides=overrides) if jobs else []
+        info: dict[str, Any] = {"evaluated": {TEACHER: written}, "teacher": self.config.teacher.backend,
+                                **({"retriever": retriever} if retriever else {})}
+        if e.tool_effect and not no_tools:
+            info["no_tools"] = "not applicable: this teacher does not answer without tools (docs/evaluation.md)"
+        return info
+
+    def _evaluate(self, method: str, model: str, jobs: Sequence[tuple[str, bool]], row: StageRow | None = None,
+                  executor: Executor | None = None, *, generator: Any = None,
+                  benchmarks: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None) -> list[str]:
+        """Every (benchmark, tools) job of one model, with one generator for all of them (the
+        model's, or ``generator``) and the stage's ``executor`` (its search backend is the
+        ``eval.retriever`` server); ``benchmarks``: already loaded benchmarks by name;
+        ``overrides``: ``evaluate`` keywords that replace the configured decoding."""
         e = self.config.eval
         written = []
         live = LiveAccuracy(row, f"{method} acc")
         with contextlib.ExitStack() as stack:
-            generator = self._generator(method, model, stack, row)
+            generator = generator or self._generator(method, model, stack, row)
             for bench, tools in jobs:
                 target = self.eval_dir(method) / result_name(bench, tools)
-                res = evaluate(model, bench, generator=generator, limit=e.limit, tools=tools, max_turns=int(e.max_turns),
-                               **e.decoding(self.config.seed), progress=self.progress if row is None else False,
+                res = evaluate(model, (benchmarks or {}).get(bench, bench), generator=generator, executor=executor,
+                               limit=e.limit, tools=tools, max_turns=int(e.max_turns),
+                               **{**e.decoding(self.config.seed), **(overrides or {})},
+                               progress=self.progress if row is None else False,
                                label=method, partial=target.with_name(target.name + ".partial.jsonl"),  # item-level resume
                                on_record=live if row is not None else None)
                 write_json(target, res)
@@ -278,7 +322,7 @@ class Pipeline:
         server started for this model alone and stopped when its benchmarks are done."""
         e = self.config.eval
         if not e.server:
-            return make_generator(model, batch_size=int(e.batch_size))
+            return make_generator(model, batch_size=int(e.batch_size), backend=e.backend)
         log = self.eval_dir(method) / "server.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         (row.event if row is not None else self.console.print)(f"starting {e.server.split()[0]} for {method} (log: {log})")
@@ -288,38 +332,45 @@ class Pipeline:
     def stage_report(self, keep_figures: dict[Path, Any] | None = None) -> dict[str, Any]:
         rl = self.config.train.rl_methods
         spec: dict[str, Any] = {}
-        for m in self.config.methods:
+        for m in self.config.reported:
             entry: dict[str, Any] = {"evals": sorted(str(p) for p in self.eval_dir(m).glob("*.json"))}
             log = self.model_dir(m) / "metrics.jsonl"
             if log.exists():
                 entry["train_log"] = str(log)
             if m in rl:
                 entry["preset"] = rl[m]
+                run_meta = self.model_dir(m) / "run.json"
+                if run_meta.exists():
+                    entry["training"] = json.loads(run_meta.read_text(encoding="utf-8")).get("speed_options")
             spec[m] = entry
         summary = self.summary()
         write_json(self.out / "summary.json", summary)
         rep = build_report(self.out, methods=spec, references=self.references_path,
                            title=f"MENTOR pipeline report: {self.cfg.get('name', self.out.name)}", summary=summary,
-                           keep_figures=keep_figures)
+                           keep_figures=keep_figures, alignment_source=self.config.eval.alignment_source)
         return {"report": str(rep["markdown"]), "summary": summary}
 
     def summary(self) -> dict[str, dict[str, float | None]]:
-        """Per method (``mentor.analysis.report.summary_row``): in-/out-of-domain accuracy (macro
-        over benchmarks), invalid tool-call rate, tool-usage rate (over all tool-enabled
-        evaluations) and the alignment score of its in-domain tool calls with the teacher's."""
-        teacher = teacher_counts(self.references_path)
-        out = {}
-        for m in self.config.methods:
-            results = []
-            for bench, domain in self.config.eval.benchmarks:
-                path = self.eval_dir(m) / result_name(bench, True)
-                if path.exists():
-                    results.append((domain, json.loads(path.read_text())))
-            out[m] = summary_row(results, teacher)
-        return out
+        """Per method, the teacher first (``mentor.analysis.report.summary_row``): in-/out-of-domain
+        accuracy (macro over benchmarks), invalid tool-call rate, tool-usage rate (over all
+        tool-enabled evaluations) and the alignment score of its in-domain tool calls with the
+        teacher distribution of ``eval.alignment_source`` (the teacher's benchmark calls by default)."""
+        results = {m: self._tool_results(m) for m in self.config.reported}
+        dist = teacher_distribution(self.config.eval.alignment_source, self.references_path,
+                                    [res for _, res in results.get(TEACHER, [])])
+        return {m: summary_row(rs, dist.counts) for m, rs in results.items()}
+
+    def _tool_results(self, method: str) -> list[tuple[str, dict[str, Any]]]:
+        """The method's tool-enabled results that exist, each tagged in_domain / out_of_domain."""
+        results = []
+        for bench, domain in self.config.eval.benchmarks:
+            path = self.eval_dir(method) / result_name(bench, True)
+            if path.exists():
+                results.append((domain, json.loads(path.read_text())))
+        return results
 
 
-_UNITS = {"teach": "questions", "vanilla": "items", "eval": "items", "data": "stage", "report": "stage"}
+_UNITS = {"teach": "questions", TEACHER_STAGE: "items", "vanilla": "items", "eval": "items", "data": "stage", "report": "stage"}
 
 
 def _brief(info: Mapping[str, Any]) -> str:

@@ -6,3 +6,6 @@
 * ``mentor.serve.retriever.build_or_load_index`` / ``create_retriever_app`` / ``DenseIndex``
 * ``mentor.serve.corpus.load_corpus`` / ``hotpotqa_passages`` / ``supporting_titles`` / ``recall_at_k``
 """
+
+#: the index kinds of the retrieval server (``mentor serve retriever --index``)
+INDEX_KINDS = ("bm25", "dense")

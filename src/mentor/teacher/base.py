@@ -1,4 +1,5 @@
-"""What every teacher backend returns for one question, and the backend interface."""
+"""What every teacher backend returns for one question, the backend interface, and the
+teacher as a model for evaluation (``teacher_generator``)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,20 @@ class Teacher(Protocol):
 
     def run(self, questions: Sequence[Question], on_result: Callable[[Question, TeacherOutput], None]) -> None:
         """Solve every question; call ``on_result`` once per question as soon as it is done."""
+
+    # Optional (the pipeline's teacher evaluation): ``generator(benchmarks, batch_size)`` returns
+    # the teacher as a ``mentor.generation.Generator`` that ``mentor.eval.evaluate`` runs like any
+    # model on those benchmarks. A generator with ``answers_without_tools = False`` is not
+    # evaluated without tools; one with ``deterministic = True`` ignores decoding settings.
+
+
+def teacher_generator(teacher: Teacher, benchmarks: Sequence[Any], batch_size: int = 8) -> Any:
+    """``teacher`` as a ``Generator`` for ``evaluate`` on ``benchmarks`` (loaded ``Benchmark``s);
+    a clear ``ValueError`` for a backend that cannot be evaluated as a model."""
+    make = getattr(teacher, "generator", None)
+    if make is None:
+        raise ValueError(
+            f"teacher backend {teacher.backend!r} cannot be evaluated as a model: it has no "
+            "generator(benchmarks, batch_size) method (docs/architecture.md); set eval.teacher: false"
+        )
+    return make(benchmarks, batch_size=batch_size)

@@ -41,6 +41,7 @@ def teach(
     system: str = typer.Option(None, help="Optional system message (the tools always come from the chat template)."),
     batch_size: int = typer.Option(8, min=1, help="Generation batch size (hf backend)."),
     dtype: str = typer.Option("float32", help="Model dtype (hf backend)."),
+    generation_backend: str = typer.Option("transformers", help="hf backend: transformers | llama_cpp (bf16 GGUF)."),
     tool_server: str = typer.Option(None, help="Execute tool calls on a `mentor serve tools` server (default: in-process)."),
     keep_all: bool = typer.Option(False, "--keep-all", help="Also keep wrong / unanswered trajectories in OUT."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Ask again the questions whose endpoint request failed."),
@@ -81,6 +82,7 @@ def teach(
                                    concurrency=concurrency, timeout=timeout, retries=retries, backoff=backoff,
                                    max_turns=max_turns, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                    seed=seed, extra_body=body, system=system, batch_size=batch_size, dtype=dtype,
+                                   generation_backend=generation_backend,
                                    executor=Executor(tool_server=tool_server))
             summary = generate_references(questions, backend, out, keep_all=keep_all, retry_failed=retry_failed,
                                           progress=row.update, config=config, seed=seed)

@@ -43,6 +43,8 @@ class TeacherConfig:
     system: str | None = None
     batch_size: int = 8
     dtype: str = "float32"
+    #: the hf backend's generation: transformers | llama_cpp (weights exported to a bf16 GGUF)
+    generation_backend: str = "transformers"
     extra: dict[str, Any] = field(default_factory=dict)  # options of a registered third-party backend
 
     @classmethod
@@ -91,6 +93,7 @@ def _openai(c: TeacherConfig, executor: Executor) -> Teacher:
 
 def _hf(c: TeacherConfig, executor: Executor) -> Teacher:
     return HFTeacher(c.model, sampling=c.sampling, max_turns=c.max_turns, batch_size=c.batch_size, dtype=c.dtype,
+                     generation_backend=c.generation_backend,
                      system=c.system, executor=executor)
 
 

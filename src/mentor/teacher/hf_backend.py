@@ -1,7 +1,8 @@
-"""Local transformers teacher: ``mentor.generation.HFGenerator`` (batched generation) driven by
+"""Local transformers teacher: ``mentor.generation.HFGenerator`` (batched generation; or llama.cpp with ``generation_backend: llama_cpp``) driven by
 ``mentor.generation.rollout`` (the multi-turn tool loop, tool calls run by the teacher's
 ``Executor``), a chunk of questions at a time so every
-finished chunk is written (and survives a kill) before the next starts."""
+finished chunk is written (and survives a kill) before the next starts. Evaluated as a model,
+the same loaded ``HFGenerator`` is its ``Generator`` (``HFTeacher.generator``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mentor.data.datasets import Question
-from mentor.generation.hf import HFGenerator
+from mentor.generation.factory import make_generator
 from mentor.generation.loop import Sampling, rollout
 from mentor.models import check_tool_template, load_tokenizer, resolve_model
 from mentor.prompts import build_messages
@@ -30,11 +31,13 @@ class HFTeacher:
         dtype: str = "float32",
         system: str | None = None,
         executor: Executor = LOCAL,
+        generation_backend: str = "transformers",
     ):
         self.executor = executor
         self.model_name = model
         self.model_path = resolve_model(model)
         self.sampling, self.max_turns, self.batch_size, self.dtype, self.system = sampling, max_turns, batch_size, dtype, system
+        self.generation_backend = generation_backend
         self._generator = None
 
     def identity(self) -> dict[str, Any]:
@@ -49,15 +52,25 @@ class HFTeacher:
             "seed": s.seed,
             "max_turns": self.max_turns,
             "dtype": self.dtype,
+            "generation_backend": self.generation_backend,
         }
         return out | ({"system": self.system} if self.system else {})
 
     def check(self, questions: Sequence[Question]) -> None:
         check_tool_template(load_tokenizer(self.model_path), where=self.model_path)
 
-    def run(self, questions: Sequence[Question], on_result: Callable[[Question, TeacherOutput], None]) -> None:
+    def generator(self, benchmarks: Sequence[Any] = (), batch_size: int | None = None) -> Any:
+        """The teacher model (loaded once) as a ``Generator`` for ``evaluate``; ``batch_size``
+        is the generation batch size (default: the teacher's)."""
         if self._generator is None:
-            self._generator = HFGenerator.from_name(self.model_path, batch_size=self.batch_size, dtype=self.dtype)
+            self._generator = make_generator(self.model_path, batch_size=self.batch_size, dtype=self.dtype,
+                                             backend=self.generation_backend)
+        if batch_size is not None:
+            self._generator.batch_size = batch_size
+        return self._generator
+
+    def run(self, questions: Sequence[Question], on_result: Callable[[Question, TeacherOutput], None]) -> None:
+        self.generator(batch_size=self.batch_size)
         for task in sorted({q.task for q in questions}):
             group = [q for q in questions if q.task == task]
             for start in range(0, len(group), self.batch_size):

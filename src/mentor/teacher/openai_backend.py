@@ -1,7 +1,8 @@
 """Teacher backend on an OpenAI-compatible endpoint (vLLM, SGLang, ``transformers serve``,
 hosted APIs): every question is one conversation of ``mentor.generation.OpenAIChat``, its tool
 calls run by the teacher's ``Executor``. The client, retries and the loop live in
-``mentor.generation.openai_compat``."""
+``mentor.generation.openai_compat``. Evaluated as a model, the same endpoint is an
+``OpenAIGenerator`` (``OpenAITeacher.generator``) with the teacher's client settings."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import asyncio
 from typing import Any
 
 from mentor.generation.loop import Rollout
-from mentor.generation.openai_compat import EndpointError, OpenAIChat, OpenAIConfig
+from mentor.generation.openai_compat import EndpointError, OpenAIChat, OpenAIConfig, OpenAIGenerator
 from mentor.prompts import build_messages
 from mentor.tasks import get_task
 from mentor.teacher.base import TeacherOutput
@@ -61,3 +62,13 @@ class OpenAITeacher:
                 await chat.close()
 
         asyncio.run(main())
+
+    def generator(self, benchmarks=(), batch_size: int = 8) -> OpenAIGenerator:
+        """The endpoint as a ``Generator`` for ``evaluate``: the teacher's model, URL, key,
+        concurrency, timeouts, retries and ``extra_body``; the evaluation sets the sampling.
+        Checks first that the endpoint answers (``EndpointError`` otherwise), so that an
+        unreachable teacher fails the evaluation instead of scoring every item as unanswered."""
+        self.check(())
+        gen = OpenAIGenerator(self.config)
+        gen.name, gen.batch_size = self.config.model, batch_size
+        return gen

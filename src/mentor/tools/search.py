@@ -112,12 +112,14 @@ class HTTPSearch:
     pooled ``httpx`` client. Failures raise ``ToolError`` with the server's message. The
     retriever's URL is not part of any message: these errors reach the model (and, through the
     tool server, its clients). A token for a retriever started with a token is read from
-    ``token`` or ``$MENTOR_RETRIEVER_TOKEN``."""
+    ``token`` or ``$MENTOR_RETRIEVER_TOKEN``. ``label`` says what the server searches (what an
+    evaluation records as its ``retriever``; default ``server:<url>``)."""
 
-    def __init__(self, url: str, timeout: float = 30.0, token: str | None = None):
+    def __init__(self, url: str, timeout: float = 30.0, token: str | None = None, label: str | None = None):
         import httpx
 
         self.url = url.rstrip("/")
+        self.label = label or f"server:{self.url}"
         token = token or os.environ.get("MENTOR_RETRIEVER_TOKEN")
         self._client = httpx.Client(
             timeout=timeout,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mentor.config import did_you_mean
+from mentor.generation.llama_cpp import WEIGHT_TYPES
 from mentor.rewards import resolve_preset
 from mentor.tools import toolset
 
@@ -35,6 +36,11 @@ from mentor.tools import toolset
 #: representable here: tensor parallel 2 and GPU memory utilisation 0.8 (vLLM settings, set in
 #: the GPU configs), max sequence 32768 (the prompt is never truncated by TRL's GRPO).
 #: The rollout temperature is per model family: 0.7 (Qwen2.5) / 0.6 (Qwen3); 0.7 here.
+#: ``loss_type`` is the paper's Eq. 3 (the GRPO objective): each completion's token losses are
+#: averaged over its own length, then over the completions (TRL's ``grpo``; TRL defaults to
+#: ``dapo``, one average over every token of the batch). The schedule of Table 5 (16 questions x
+#: 10 rollouts per generation batch, 2 optimizer steps of 8 questions) depends on the number of
+#: processes, so the GPU configs set it (``steps_per_generation``; docs/training.md).
 PAPER_GRPO: dict[str, Any] = {
     "learning_rate": 1e-6,
     "optim": "adamw_torch",
@@ -44,6 +50,7 @@ PAPER_GRPO: dict[str, Any] = {
     "temperature": 0.7,
     "beta": 0.001,
     "epsilon": 0.2,
+    "loss_type": "grpo",
     "activation_checkpointing": True,
 }
 
@@ -92,9 +99,18 @@ MENTOR_DEFAULTS: dict[str, Any] = {
     # Before compute, estimate the GRPO/SFT peak RSS and stop with an error naming the setting to
     # lower when it exceeds the memory available (mentor.train.memory).
     "memory_check": True,
+    # Who samples the GRPO rollouts: "transformers" (TRL's generate; vLLM when grpo.use_vllm) or
+    # "llama_cpp" (mentor.train.rollouts: llama.cpp on the CPU, weights synced every step).
+    "generation_backend": "transformers",
+    # llama_cpp options: weight_type (f32 | f16 | bf16 | q8_0: the matrices' type in the synced
+    # GGUF), template (a GGUF of the student's architecture for its metadata and tokenizer; default:
+    # the bundled SmolLM2 GGUF), n_ctx (llama.cpp's context), n_threads (default: all cores).
+    "llama_cpp": None,
 }
 #: mentor keys that change the training algorithm or numerics (printed in the run header).
-SPEED_KEYS = ("lora_grpo", "model_dtype")
+SPEED_KEYS = ("lora_grpo", "model_dtype", "generation_backend")
+GENERATION_BACKENDS = ("transformers", "llama_cpp")
+LLAMA_CPP_KEYS = ("weight_type", "template", "n_ctx", "n_threads")
 
 SECTIONS = ("grpo", "sft", "lora")
 #: Set by mentor itself; a config may not set them.
@@ -176,8 +192,27 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
             toolset(cfg["tools"])
         except (KeyError, ValueError) as e:
             raise ConfigError(f"{source}: 'tools': {e}") from None
+    _validate_backend(cfg, source)
     if cfg.get("weights") is not None and not isinstance(cfg["weights"], Mapping):
         raise ConfigError(f"{source}: 'weights' must map reward components to numbers")
+
+
+def _validate_backend(cfg: Mapping[str, Any], source: str) -> None:
+    backend = cfg.get("generation_backend")
+    if backend is not None and backend not in GENERATION_BACKENDS:
+        raise ConfigError(f"{source}: generation_backend must be one of {', '.join(GENERATION_BACKENDS)}, "
+                          f"got {backend!r}{did_you_mean(str(backend), GENERATION_BACKENDS)}")
+    opts = cfg.get("llama_cpp")
+    if opts is None:
+        return
+    if not isinstance(opts, Mapping):
+        raise ConfigError(f"{source}: 'llama_cpp' must be a mapping, got {type(opts).__name__}")
+    for key in opts:
+        if key not in LLAMA_CPP_KEYS:
+            raise _unknown(key, frozenset(LLAMA_CPP_KEYS), f"{source}, section 'llama_cpp'", "the llama_cpp options")
+    if opts.get("weight_type") is not None and opts["weight_type"] not in WEIGHT_TYPES:
+        raise ConfigError(f"{source}: llama_cpp.weight_type must be one of {', '.join(WEIGHT_TYPES)}, "
+                          f"got {opts['weight_type']!r}")
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from mentor.train.callbacks import Clock, RunMetadataSaver, StepRecorder, timed_
 from mentor.train.common import TrainError, check_resume, last_checkpoint, seed_and_section, write_run_metadata
 from mentor.train.memory import check_grpo_memory
 
-__all__ = ["GRPOPlan", "TrainError", "build_grpo_trainer", "last_checkpoint", "prepare_grpo", "save_final", "train_grpo"]
+__all__ = ["GRPOPlan", "TrainError", "batch_schedule", "build_grpo_trainer", "last_checkpoint", "prepare_grpo", "save_final", "train_grpo"]
 
 
 @dataclass
@@ -63,11 +63,36 @@ def speed_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "per_device_train_batch_size": g.get("per_device_train_batch_size"),
         "gradient_accumulation_steps": g.get("gradient_accumulation_steps", 1),
         "gradient_checkpointing": bool(g.get("gradient_checkpointing", False)),
+        "generation_backend": ("vllm" if g.get("use_vllm") else str(cfg.get("generation_backend") or "transformers")),
+        **({"llama_cpp_weight_type": (cfg.get("llama_cpp") or {}).get("weight_type", "bf16")}
+           if cfg.get("generation_backend") == "llama_cpp" else {}),
     }
 
 
-def print_header(cfg: Mapping[str, Any], stage: str = "grpo") -> None:
-    opts = speed_options(cfg)
+def batch_schedule(args: Any) -> dict[str, Any]:
+    """The batch schedule TRL derives from a ``GRPOConfig`` on this run's processes (TRL 1.16,
+    ``GRPOConfig.__post_init__``): completions per generation batch and per optimizer step, and
+    optimizer steps per generation batch. Table 5's: 16 questions x 10 rollouts generated, 2
+    optimizer steps of 8 questions (the GPU configs on 8 processes; docs/training.md)."""
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    steps = args.steps_per_generation * args.num_iterations / args.gradient_accumulation_steps
+
+    def exact(x: float) -> float | int:
+        return int(x) if float(x).is_integer() else round(x, 3)
+
+    return {
+        "processes": args.world_size,
+        "questions_per_generation": exact(args.generation_batch_size / args.num_generations),
+        "completions_per_generation": args.generation_batch_size,
+        "questions_per_optimizer_step": exact(per_step / args.num_generations),
+        "completions_per_optimizer_step": per_step,
+        "optimizer_steps_per_generation": exact(steps),
+        "loss_type": args.loss_type,
+    }
+
+
+def print_header(cfg: Mapping[str, Any], stage: str = "grpo", schedule: Mapping[str, Any] | None = None) -> None:
+    opts = {**speed_options(cfg), **(schedule or {})}
     Console(stderr=True).print(f"\\[mentor] {stage} with {cfg.get('model')}: "
                                + ", ".join(f"{k}={v}" for k, v in opts.items()), highlight=False)
 
@@ -128,8 +153,10 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
     args_kw.setdefault("report_to", "none")  # TensorBoard is added below, writing to OUTPUT_DIR/tensorboard
     args = GRPOConfig(output_dir=str(out), reward_weights=weights, **args_kw)
 
+    schedule = batch_schedule(args)
     meta_file = write_run_metadata(out, cfg, plan.references, "grpo", reward_components=list(plan.weights),
-                                   reward_weights=plan.weights, tools=plan.tools, speed_options=speed_options(cfg))
+                                   reward_weights=plan.weights, tools=plan.tools, speed_options=speed_options(cfg),
+                                   schedule=schedule)
     recorder = StepRecorder(out / "metrics.jsonl", list(plan.weights), clock,
                             meta={"preset": cfg["preset"]})
     if plan.checkpoint:
@@ -137,7 +164,7 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
     elif (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()
     tb = TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))
-    print_header(cfg)
+    print_header(cfg, schedule=schedule)
     model = load_model(cfg["model"], dtype=str(cfg.get("model_dtype") or "float32"))
     model.train()
     peft_config = None
@@ -145,7 +172,12 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
         from peft import LoraConfig
 
         peft_config = LoraConfig(**dict(cfg.get("lora") or {}))
-    trainer = GRPOTrainer(
+    trainer_cls, engine = GRPOTrainer, None
+    if cfg.get("generation_backend") == "llama_cpp":
+        from mentor.train.rollouts import llama_cpp_engine, llama_cpp_trainer
+
+        trainer_cls, engine = llama_cpp_trainer(GRPOTrainer), llama_cpp_engine(cfg, model)
+    trainer = trainer_cls(
         model=model,
         reward_funcs=funcs,
         args=args,
@@ -155,6 +187,8 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
         callbacks=[recorder, tb, RunMetadataSaver(meta_file), *callbacks],
         peft_config=peft_config,
     )
+    if engine is not None:
+        trainer.rollout_engine = engine
     return trainer, recorder
 
 

@@ -1,0 +1,341 @@
+"""llama.cpp rollouts: the CPU analogue of TRL's vLLM generation (issue #11).
+
+On a CPU, sampling with transformers' ``generate`` dominates a GRPO step (it re-encodes the
+prompt and completion at every tool iteration and decodes a few tokens per second per stream).
+llama.cpp (``llama-cpp-python``) decodes the same model an order of magnitude faster and keeps
+the prompt's KV cache between calls. This module
+
+* exports a Hugging Face causal LM's *current* weights into a GGUF file (``GGUFWeights``): the
+  first export copies a template GGUF's metadata and tokenizer (the bundled SmolLM2's, or a GGUF
+  the user made with llama.cpp's ``convert_hf_to_gguf.py``) and writes every tensor; later
+  exports overwrite the tensor data in place (same names, shapes and types), so a weight sync
+  costs one pass over the weights, not a conversion;
+* samples completions from token ids with llama.cpp (``LlamaCppEngine``), re-loading the GGUF
+  after each optimizer step (``sync``), like TRL's ``vllm_generation.sync_weights``.
+
+What departs from sampling the training policy exactly (documented in docs/training.md): the
+matrices are exported in ``weight_type`` (default ``bf16``: the rounding of bf16 inference;
+``f32`` is exact but decodes slower) and llama.cpp's kernels differ numerically from PyTorch's,
+so the rollouts come from a policy a rounding error away from the trained one (vLLM in bf16
+does the same; TRL corrects it with importance sampling only for vLLM, and mentor does not).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mentor.generation.hf import render_chat
+from mentor.generation.loop import Generation, Sampling, parse_assistant
+
+__all__ = ["GGUFWeights", "LlamaCppEngine", "LlamaCppError", "LlamaCppGenerator", "WEIGHT_TYPES", "effective_state_dict",
+           "gguf_tensors", "sampling_of"]
+
+#: Tensor types a sync may write (2-D weights; 1-D norms stay float32).
+WEIGHT_TYPES = ("f32", "f16", "bf16", "q8_0")
+
+#: Architectures whose HF -> GGUF mapping is implemented: gguf's MODEL_ARCH name and whether
+#: llama.cpp expects q/k rows permuted (convert_hf_to_gguf.py ``LlamaModel.permute``).
+_ARCHS = {"llama": ("LLAMA", True), "qwen2": ("QWEN2", False), "qwen3": ("QWEN3", False)}
+
+
+class LlamaCppError(RuntimeError):
+    """The llama.cpp backend cannot run for this model or installation (the message says what to do)."""
+
+
+def _permute(w: Any, n_head: int) -> Any:
+    """convert_hf_to_gguf.py's ``LlamaModel.permute``: HF's rotary layout -> llama.cpp's."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+
+
+def effective_state_dict(model: Any) -> dict[str, Any]:
+    """The weights ``model`` computes with, as float32 CPU tensors under plain HF names: for a PEFT
+    model each LoRA layer's ``base + delta`` (the adapter is not merged into the model, so
+    training continues unchanged), without the adapter's own parameters."""
+    import torch
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    state: dict[str, Any] = {}
+    with torch.no_grad():
+        for name, mod in inner.named_modules():
+            base = getattr(mod, "base_layer", None)
+            if base is None or not hasattr(mod, "get_delta_weight"):
+                continue
+            w = base.weight.detach().float()
+            if not getattr(mod, "merged", False):
+                for adapter in mod.active_adapters:
+                    if adapter in getattr(mod, "lora_A", {}):
+                        w = w + mod.get_delta_weight(adapter).float()
+            state[f"{name}.weight"] = w
+        for name, p in inner.state_dict().items():
+            if "lora_" in name or ".base_layer." in name or name in state:
+                continue
+            state[name] = p.detach().float()
+    return state
+
+
+def gguf_tensors(state: Mapping[str, Any], config: Any) -> dict[str, Any]:
+    """HF tensors (``state``) -> GGUF tensor name -> float32 torch tensor in llama.cpp's layout."""
+    import gguf
+
+    arch = getattr(config, "model_type", None)
+    if arch not in _ARCHS:
+        raise LlamaCppError(f"generation_backend llama_cpp supports {sorted(_ARCHS)} models, not {arch!r}")
+    arch_name, permute = _ARCHS[arch]
+    names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch_name), config.num_hidden_layers)
+    out: dict[str, Any] = {}
+    for hf_name, t in state.items():
+        if getattr(config, "tie_word_embeddings", False) and hf_name == "lm_head.weight":
+            continue
+        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise LlamaCppError(f"no GGUF name for the {arch} tensor {hf_name!r}")
+        a = t.float()
+        if permute and name.endswith("attn_q.weight"):
+            a = _permute(a, config.num_attention_heads)
+        elif permute and name.endswith("attn_k.weight"):
+            a = _permute(a, config.num_key_value_heads)
+        out[name] = a
+    return out
+
+
+def _encode(t: Any, weight_type: str) -> tuple[Any, Any]:
+    """(numpy array to write, GGMLQuantizationType) for one float32 torch tensor. The encodings
+    are done in torch: gguf-py's numpy bf16/q8_0 quantizers took ~40 s for the 135M model."""
+    import numpy as np
+    import torch
+    from gguf import GGMLQuantizationType as Q
+
+    if t.ndim < 2 or weight_type == "f32":
+        return t.contiguous().numpy(), Q.F32
+    if weight_type == "f16":
+        return t.to(torch.float16).numpy(), Q.F16
+    if weight_type == "bf16":
+        raw = t.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint8)
+        return raw.reshape(t.shape[0], -1), Q.BF16
+    # q8_0 as ggml's quantize_row_q8_0_ref: blocks of 32, d = amax / 127 (fp16), q = round(x / d)
+    blocks = t.reshape(-1, 32)
+    d = blocks.abs().amax(dim=1, keepdim=True) / 127.0
+    inv = torch.where(d > 0, 1.0 / d, torch.zeros_like(d))
+    q = torch.round(blocks * inv).clamp(-128, 127).to(torch.int8)
+    raw = np.concatenate([d.to(torch.float16).numpy().view(np.uint8), q.numpy().view(np.uint8)], axis=1)
+    return raw.reshape(t.shape[0], -1), Q.Q8_0
+
+
+@dataclass
+class _Slot:
+    offset: int
+    nbytes: int
+    shape: tuple[int, ...]
+
+
+class GGUFWeights:
+    """One GGUF file at ``path`` holding a model's current weights (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike, template: str | os.PathLike, weight_type: str = "bf16"):
+        if weight_type not in WEIGHT_TYPES:
+            raise LlamaCppError(f"llama_cpp weight_type must be one of {WEIGHT_TYPES}, got {weight_type!r}")
+        self.path, self.template, self.weight_type = Path(path), Path(template), weight_type
+        self._slots: dict[str, _Slot] = {}
+
+    def write(self, tensors: Mapping[str, Any]) -> Path:
+        """Write ``tensors`` (from ``gguf_tensors``): the whole file the first time, then in place."""
+        if not self._slots:
+            self._write_new(tensors)
+        else:
+            self._overwrite(tensors)
+        return self.path
+
+    def _template_fields(self) -> tuple[str, list[tuple[str, Any, Any, Any]], dict[str, tuple[int, ...]]]:
+        import gguf
+
+        reader = gguf.GGUFReader(str(self.template))
+        arch = reader.fields["general.architecture"].contents()
+        kv = []
+        for key, field in reader.fields.items():
+            if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
+                continue
+            sub = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+            kv.append((key, field.contents(), field.types[0], sub))
+        shapes = {t.name: tuple(int(x) for x in reversed(t.shape)) for t in reader.tensors}
+        return arch, kv, shapes
+
+    def _write_new(self, tensors: Mapping[str, Any]) -> None:
+        import gguf
+
+        arch, kv, shapes = self._template_fields()
+        missing = sorted(set(shapes) - set(tensors))
+        extra = sorted(set(tensors) - set(shapes))
+        bad = sorted(n for n in set(shapes) & set(tensors) if tuple(tensors[n].shape) != shapes[n])
+        if missing or extra or bad:
+            raise LlamaCppError(f"the model's weights do not fit the GGUF template {self.template} "
+                                f"(missing {missing[:3]}, extra {extra[:3]}, other shapes {bad[:3]}); give "
+                                "llama_cpp.template a GGUF of this architecture (llama.cpp's convert_hf_to_gguf.py)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        writer = gguf.GGUFWriter(str(tmp), arch)
+        for key, val, vtype, sub in kv:
+            writer.add_key_value(key, val, vtype, sub_type=sub)
+        sizes = []
+        for name in shapes:  # the template's order
+            data, qtype = _encode(tensors[name], self.weight_type)
+            writer.add_tensor(name, data, raw_dtype=qtype)
+            sizes.append((name, data.nbytes, tensors[name].shape))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        pad = writer.data_alignment
+        total = sum((n + pad - 1) // pad * pad for _, n, _ in sizes)
+        offset = tmp.stat().st_size - total
+        for name, n, shape in sizes:
+            self._slots[name] = _Slot(offset, n, tuple(shape))
+            offset += (n + pad - 1) // pad * pad
+        tmp.replace(self.path)
+
+    def _overwrite(self, tensors: Mapping[str, Any]) -> None:
+        with open(self.path, "r+b") as f:
+            for name, slot in self._slots.items():
+                data, _ = _encode(tensors[name], self.weight_type)
+                if data.nbytes != slot.nbytes:
+                    raise LlamaCppError(f"{name}: {data.nbytes} bytes to write into a {slot.nbytes}-byte slot")
+                f.seek(slot.offset)
+                f.write(data.tobytes())
+
+
+def sampling_of(gc: Any) -> Sampling:
+    """The ``Sampling`` of an HF ``GenerationConfig`` (TRL's rollout settings). llama.cpp's extra
+    samplers (min_p, repetition penalty) are not mapped: a config that sets them is refused."""
+    if (getattr(gc, "min_p", None) or 0.0) > 0 or (getattr(gc, "repetition_penalty", None) or 1.0) != 1.0:
+        raise LlamaCppError("generation_backend llama_cpp maps temperature, top_p and top_k only; "
+                            "unset grpo.min_p / grpo.repetition_penalty or use the transformers backend")
+    if not getattr(gc, "do_sample", True):
+        return Sampling(temperature=0.0, max_new_tokens=int(gc.max_new_tokens or 512))
+    return Sampling(temperature=float(1.0 if gc.temperature is None else gc.temperature),
+                    top_p=float(1.0 if gc.top_p is None else gc.top_p), top_k=int(gc.top_k) if gc.top_k else None,
+                    max_new_tokens=int(gc.max_new_tokens or 512))
+
+
+class LlamaCppEngine:
+    """Samples completions of token-id prompts with llama.cpp from a model's current weights.
+
+    ``sync(model)`` exports the weights (``GGUFWeights``) and re-loads llama.cpp; ``complete``
+    decodes one prompt, reusing the KV cache of the longest prefix shared with the previous call
+    (llama-cpp-python's prefix match), so the group's rollouts of one question share its prompt.
+    """
+
+    def __init__(self, template: str | os.PathLike, weight_type: str = "bf16", n_ctx: int = 4096,
+                 n_threads: int | None = None, seed: int = 0, gguf_path: str | os.PathLike | None = None):
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError as e:
+            raise LlamaCppError("generation_backend: llama_cpp needs llama-cpp-python "
+                                "(scripts/setup installs it; or pip install llama-cpp-python)") from e
+        self._tmp = None
+        if gguf_path is None:  # a private file, in memory where /dev/shm exists; removed by close()
+            shm = Path("/dev/shm")
+            self._tmp = tempfile.TemporaryDirectory(prefix="mentor-rollout-", dir=shm if shm.is_dir() else None)
+            gguf_path = Path(self._tmp.name) / "policy.gguf"
+        self.weights = GGUFWeights(gguf_path, template, weight_type)
+        self.n_ctx, self.seed = n_ctx, seed
+        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self.synced_step: int | None = None
+        self._llama: Any = None
+        self._calls = 0
+
+    def sync(self, model: Any, step: int | None = None) -> None:
+        """Export ``model``'s current weights and load them into llama.cpp."""
+        tensors = gguf_tensors(effective_state_dict(model), _config(model))
+        self.close(keep_file=True)
+        self.weights.write(tensors)
+        from llama_cpp import Llama
+
+        self._llama = Llama(model_path=str(self.weights.path), n_ctx=self.n_ctx, n_batch=512,
+                            n_threads=self.n_threads, n_threads_batch=self.n_threads, use_mmap=False,
+                            seed=self.seed, verbose=False)
+        self.synced_step = step
+
+    def complete(self, prompt_ids: Sequence[int], sampling: Sampling, eos_ids: Sequence[int],
+                 max_new_tokens: int | None = None) -> list[int]:
+        """Continuation of ``prompt_ids`` sampled with ``sampling`` (greedy at temperature 0), at
+        most ``max_new_tokens`` (default ``sampling.max_new_tokens``), ending with an EOS id when
+        one was sampled."""
+        max_new_tokens = sampling.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if self._llama is None:
+            raise LlamaCppError("LlamaCppEngine.complete before sync()")
+        if len(prompt_ids) + max_new_tokens > self.n_ctx:
+            max_new_tokens = max(0, self.n_ctx - len(prompt_ids))
+        self._calls += 1
+        self._llama.set_seed(self.seed * 1_000_003 + self._calls)
+        out: list[int] = []
+        eos = set(eos_ids)
+        for tok in self._llama.generate(list(prompt_ids), top_k=sampling.top_k or 0, top_p=sampling.top_p,
+                                        min_p=0.0, typical_p=1.0, temp=max(0.0, sampling.temperature),
+                                        repeat_penalty=1.0, reset=True):
+            out.append(int(tok))
+            if tok in eos or len(out) >= max_new_tokens:
+                break
+        return out
+
+    def close(self, keep_file: bool = False) -> None:
+        """Free llama.cpp; unless ``keep_file`` (a sync re-loads it), remove a private GGUF."""
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
+        if not keep_file and self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+            self.weights = GGUFWeights(self.weights.path, self.weights.template, self.weights.weight_type)
+
+
+def _config(model: Any) -> Any:
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return inner.config
+
+
+class LlamaCppGenerator:
+    """Evaluation / teacher generation with llama.cpp (the ``Generator`` protocol of
+    ``mentor.generation.loop``): prompts rendered with the model's own chat template by its HF
+    tokenizer (the same text as ``HFGenerator``), decoded one at a time by ``LlamaCppEngine``
+    from the model's weights exported once (``weight_type``; ``f32`` decodes exactly the HF
+    weights)."""
+
+    def __init__(self, tokenizer: Any, engine: LlamaCppEngine, chat_template_kwargs: dict | None = None):
+        self.tokenizer, self.engine = tokenizer, engine
+        self.chat_template_kwargs = chat_template_kwargs or {}
+        self.batch_size = 1
+
+    @classmethod
+    def from_name(cls, name: str | None = None, weight_type: str = "bf16", template: str | os.PathLike | None = None,
+                  n_ctx: int = 4096, n_threads: int | None = None, seed: int = 0) -> LlamaCppGenerator:
+        from mentor.models import bundled_gguf, load
+
+        model, tok = load(name, dtype="float32")
+        engine = LlamaCppEngine(template=template or bundled_gguf(), weight_type=weight_type, n_ctx=n_ctx,
+                                n_threads=n_threads, seed=seed)
+        engine.sync(model)
+        del model
+        return cls(tok, engine)
+
+    def render(self, conversation: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+        return render_chat(self.tokenizer, conversation, tools, **self.chat_template_kwargs)
+
+    def generate(self, conversations: Sequence[list[dict[str, Any]]], tools: list[dict[str, Any]] | None,
+                 sampling: Sampling) -> list[Generation]:
+        return self.generate_rendered([self.render(c, tools) for c in conversations], sampling)
+
+    def generate_rendered(self, texts: Sequence[str], sampling: Sampling) -> list[Generation]:
+        eos = [self.tokenizer.eos_token_id]
+        out = []
+        for text in texts:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            new = self.engine.complete(ids, sampling, eos)
+            out.append(Generation(parse_assistant(self.tokenizer.decode(new, skip_special_tokens=True)), tokens=len(new)))
+        return out
+
+    def close(self) -> None:
+        self.engine.close()
