@@ -1,5 +1,6 @@
 """The run display (captured library output, plain event lines, ETA) and `mentor runs`."""
 
+import io
 import json
 import os
 import subprocess
@@ -60,6 +61,27 @@ def test_capture_output_verbose_echoes_and_errors_name_the_log(tmp_path):
     assert f"(full log: {log})" in r.stdout
 
 
+def test_command_stage_verbose_echoes_the_log_and_an_error_names_it(tmp_path):
+    log = tmp_path / "out" / "logs" / "sft.log"
+    r = _run_py(f"""
+        import os
+        from mentor.display import command_stage, describe_error
+        with command_stage("sft", {str(log)!r}, verbose=True) as row:
+            os.write(2, b"{{'loss': 0.5}}\\n")
+            row.update(1, loss=0.5)
+        try:
+            with command_stage("sft", {str(log)!r}) as row:
+                print("Loading weights 272/272")
+                raise ValueError("bad references")
+        except ValueError as e:
+            print("ERROR", describe_error(e))
+    """)
+    assert r.returncode == 0, r.stderr
+    assert "{'loss': 0.5}" in r.stderr and "[sft] steps 1  loss 0.500" in r.stderr  # echoed, and the row (plain: no TTY)
+    assert r.stdout.splitlines() == ["ERROR bad references", f"(full log: {log})"]
+    assert log.read_text().splitlines() == ["{'loss': 0.5}", "Loading weights 272/272"]
+
+
 def test_plain_display_prints_one_line_per_event_with_a_run_eta(capsys):
     from rich.console import Console
 
@@ -79,6 +101,54 @@ def test_plain_display_prints_one_line_per_event_with_a_run_eta(capsys):
     line = out[0]
     assert line.startswith("[mentor] steps 1/4  reward 1.500  correctness 0.500  invalid 0.250  tool use 1.000")
     assert "s/step" in line and "run ETA" in line
+
+
+def test_without_a_tty_the_display_is_plain_even_when_progress_is_asked(capsys):
+    from rich.console import Console
+
+    disp = RunDisplay(["sft"], plain=False, console=Console(file=sys.stdout, force_terminal=False, width=200))
+    assert disp.plain  # CI: `mentor run` without --no-progress still prints plain lines
+    live = RunDisplay(["sft"], plain=False, console=Console(file=io.StringIO(), force_terminal=True, width=200))
+    assert not live.plain
+    live.close()
+
+
+def test_plain_lines_are_throttled_but_the_first_and_last_are_printed(capsys, monkeypatch):
+    from rich.console import Console
+
+    import mentor.display as display
+
+    clock = iter(float(t) for t in range(0, 1000))
+    monkeypatch.setattr(display.time, "perf_counter", lambda: next(clock))
+    disp = RunDisplay(["teach"], plain=True, console=Console(file=sys.stdout, force_terminal=False, width=200), run_row=False)
+    with disp.stage("teach", total=48, unit="questions") as row:
+        for i in range(1, 49):
+            row.update(i)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("[teach] questions 1/48  ") and lines[-1].startswith("[teach] questions 48/48  ")
+    assert 2 < len(lines) < 48  # one line per PLAIN_INTERVAL (here 2 clock ticks per update)
+    assert not any("run ETA" in line for line in lines)  # a command's one stage has no run
+    with disp.stage("eval", total=None, unit="items") as row:  # no total: the last state is printed on close
+        row.update(1, acc=0.0)
+        row.update(2, acc=0.5)
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("[eval] items 2  acc 0.500")
+
+
+def test_a_restarted_row_counts_its_rate_from_the_restart(capsys, monkeypatch):
+    from rich.console import Console
+
+    import mentor.display as display
+
+    now = [0.0]
+    monkeypatch.setattr(display.time, "perf_counter", lambda: now[0])
+    disp = RunDisplay(["grpo"], plain=True, console=Console(file=sys.stdout, force_terminal=False, width=200), run_row=False)
+    with disp.stage("grpo") as row:
+        now[0] = 100.0
+        row.begin(total=10, done=6)  # a trainer resumed at step 6 of 10
+        now[0] = 130.0
+        row.update(8, loss=0.5)
+        assert row.remaining() == pytest.approx(30.0)  # 15 s/step for the 2 steps left
+    assert capsys.readouterr().out.strip() == "[grpo] steps 8/10  loss 0.500  15.0 s/step"
 
 
 def test_step_measures_sft_and_fmt_duration():

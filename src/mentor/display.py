@@ -10,8 +10,12 @@
   for the current stage with its own measure (GRPO: reward, its components, invalid-call and
   tool-usage rates, s/step; SFT: loss; evaluation: accuracy so far). Without a TTY, or with
   ``plain=True`` (``--no-progress``), it prints one plain line per event instead (CI-friendly).
+- ``logged_stage(display, name, log)``: one stage of a display -- its row, and its output in
+  ``log`` (echoed with ``--verbose``) -- as ``mentor run`` runs each stage; ``command_stage(name,
+  log)``: the same for a command that is one stage (``mentor train``, ``eval``, ``teach``).
 - ``TrainerDisplay``: a ``transformers.TrainerCallback`` that feeds a stage row from the
-  trainer's logs (the logs themselves go to the stage's log file).
+  trainer's logs (the logs themselves go to the stage's log file); ``LiveAccuracy`` feeds an
+  evaluation's row.
 """
 
 from __future__ import annotations
@@ -148,14 +152,19 @@ MIN_SCALING_BUDGET = 30.0
 class RunDisplay:
     """One display for a run of stages. ``budgets`` maps each stage to its estimated seconds;
     the run's ETA is the remaining stages' estimates scaled by (actual / estimated) of the
-    stages finished so far, plus the current stage's own remaining time."""
+    stages finished so far, plus the current stage's own remaining time. ``run_row=False`` (a
+    command that is one stage): no row and no ETA for the run, and the stage's row stays on the
+    screen when it ends."""
 
     def __init__(self, stages: list[str], budgets: Mapping[str, float] | None = None, plain: bool | None = None,
-                 console: Console | None = None):
+                 console: Console | None = None, run_row: bool = True):
         self.stages = list(stages)
+        self.run_row = run_row
         self.budgets = {s: float((budgets or {}).get(s, 0.0)) for s in self.stages}
         self.console = console or terminal_console()
-        self.plain = plain if plain is not None else not self.console.is_terminal
+        # no TTY: plain lines, whatever was asked; under `accelerate launch` only the main process
+        # draws a live display (every rank would draw its own rows on the one terminal)
+        self.plain = bool(plain) or not self.console.is_terminal or os.environ.get("RANK", "0") not in ("", "0")
         self.t0 = time.perf_counter()
         self.actual: dict[str, float] = {}
         self.measured: dict[str, float] = {}  # finished stages that rescale the estimates
@@ -222,22 +231,30 @@ class RunDisplay:
                 redirect_stderr=False,
             )
             self._progress.start()
-            self._run_task = self._progress.add_task(
-                "[bold]run", total=len(self.stages), completed=len(self.actual), measures="", eta=fmt_duration(self.eta())
-            )
+            if self.run_row:
+                self._run_task = self._progress.add_task(
+                    "[bold]run", total=len(self.stages), completed=len(self.actual), measures="", eta=fmt_duration(self.eta())
+                )
         return self._progress
 
 
+#: in plain mode, a stage's progress lines come at most this often (its first and last always)
+PLAIN_INTERVAL = 5.0
+
+
 class StageRow:
-    """The current stage's row: ``update(done, **measures)``; ``event(text)`` prints a line."""
+    """The current stage's row: ``update(done, **measures)``; ``event(text)`` prints a line.
+    In plain mode ``update`` prints a line at most every ``PLAIN_INTERVAL`` seconds (the first
+    and the last always: a 48-question teacher stage is not 48 lines)."""
 
     def __init__(self, display: RunDisplay, name: str, total: int | None, unit: str):
         self.display, self.name, self.total, self.unit = display, name, total, unit
         self.t0 = time.perf_counter()
-        self.done = 0
+        self.done = self.start = 0
         self.measures: dict[str, Any] = {}
         self._task = None
         self._last_plain = 0.0
+        self._unprinted: str | None = None
         progress = display._ensure_progress()
         if progress is not None:
             self._task = progress.add_task(name, total=total, measures="", eta="-")
@@ -247,44 +264,114 @@ class StageRow:
         if self._task is not None:
             self.display._progress.update(self._task, total=total)
 
+    def begin(self, total: int | None, done: int = 0) -> None:
+        """(Re)start the row's count at ``done`` of ``total`` (a trainer resumed from a checkpoint
+        at step ``done``, or the second trainer of ``mentor train sft-rl``): the rate counts from here."""
+        self.t0, self.done, self.start = time.perf_counter(), done, done
+        if total:
+            self.set_total(total)
+        if self._task is not None:
+            self.display._progress.reset(self._task, total=self.total, completed=done, measures="", eta="-")
+
     def remaining(self) -> float | None:
-        if not self.total or self.done <= 0:
+        if not self.total or self.done <= self.start:
             return None
-        per = (time.perf_counter() - self.t0) / self.done
+        per = (time.perf_counter() - self.t0) / (self.done - self.start)
         return per * (self.total - self.done)
 
     def update(self, done: int, **measures: Any) -> None:
         self.done = done
         self.measures.update({k: v for k, v in measures.items() if v is not None})
         elapsed = time.perf_counter() - self.t0
-        per = elapsed / done if done else None
-        text = "  ".join(f"{k} {_fmt(v)}" for k, v in self.measures.items())
+        per = elapsed / (done - self.start) if done > self.start else None
+        parts = [f"{k} {_fmt(v)}" for k, v in self.measures.items()]
         if per is not None:
-            text += f"  {per:.1f} s/{self.unit.rstrip('s') or self.unit}"
-        run_eta = self.display.eta(self.name, self.remaining())
+            parts.append(f"{per:.1f} s/{self.unit.rstrip('s') or self.unit}")
+        text = "  ".join(parts)
+        run_eta = self.display.eta(self.name, self.remaining()) if self.display.run_row else None
         progress = self.display._progress
         if progress is not None and self._task is not None:
             progress.update(self._task, completed=done, measures=text, eta=fmt_duration(self.remaining()))
-            progress.update(self.display._run_task, eta=fmt_duration(run_eta))
-        else:
-            of = f"/{self.total}" if self.total else ""
-            self.display.print(f"[{self.name}] {self.unit} {done}{of}  {text}  run ETA {fmt_duration(run_eta)}")
+            if self.display._run_task is not None:
+                progress.update(self.display._run_task, eta=fmt_duration(run_eta))
+            return
+        of = f"/{self.total}" if self.total else ""
+        line = "  ".join(x for x in (f"[{self.name}] {self.unit} {done}{of}", text,
+                                     f"run ETA {fmt_duration(run_eta)}" if self.display.run_row else "") if x)
+        now = time.perf_counter()
+        if self._last_plain and now - self._last_plain < PLAIN_INTERVAL and not (self.total and done >= self.total):
+            self._unprinted = line
+            return
+        self._last_plain, self._unprinted = now, None
+        self.display.print(line)
 
     def event(self, text: str) -> None:
         self.display.print(f"[{self.name}] {text}")
 
     def close(self) -> None:
+        if self._unprinted is not None:  # plain mode: the stage's last state, held back by the interval
+            self.display.print(self._unprinted)
+            self._unprinted = None
         progress = self.display._progress
-        if progress is not None and self._task is not None:
+        if progress is not None and self._task is not None and self.display.run_row:
             progress.update(self._task, visible=False)
             progress.remove_task(self._task)
-            self._task = None
+        self._task = None
 
     def __enter__(self) -> StageRow:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def stage_log(directory: str | os.PathLike, name: str) -> Path:
+    """Where a stage's library output goes: ``DIRECTORY/logs/NAME.log`` (a run directory, or
+    the output directory of ``mentor train`` / ``mentor eval`` with several benchmarks)."""
+    return Path(directory) / "logs" / f"{name}.log"
+
+
+@contextlib.contextmanager
+def logged_stage(display: RunDisplay, name: str, log: str | os.PathLike, unit: str = "steps", verbose: bool = False,
+                 capture: bool = True) -> Iterator[StageRow]:
+    """One stage of ``display``: its row, with the process's output sent to ``log`` (and echoed
+    to the terminal with ``verbose``) until the block ends. ``capture=False`` leaves the output
+    alone (file descriptors are process-wide: callers running stages in threads)."""
+    with display.stage(name, unit=unit) as row:
+        if not capture:
+            yield row
+            return
+        with capture_output(log, echo=display.console.file if verbose else None):
+            yield row
+
+
+@contextlib.contextmanager
+def command_stage(name: str, log: str | os.PathLike, progress: bool = True, verbose: bool = False,
+                  unit: str = "steps") -> Iterator[StageRow]:
+    """A command that is one stage (``mentor train``, ``eval``, ``teach``): the display and log
+    capture of ``mentor run``'s stages, without a run row. ``progress=False`` (or no TTY): plain
+    lines. An error raised in the block carries the log's path as a note (``describe_error``)."""
+    with RunDisplay([name], plain=not progress, console=terminal_console(), run_row=False) as display:
+        with logged_stage(display, name, log, unit=unit, verbose=verbose) as row:
+            yield row
+
+
+def describe_error(e: BaseException) -> str:
+    """An error's message and its notes (``capture_output`` adds the log's path as one)."""
+    return str(e) + "".join(f"\n{n}" for n in getattr(e, "__notes__", ()))
+
+
+class LiveAccuracy:
+    """``on_record`` for evaluation: the stage row shows items done and the accuracy so far."""
+
+    def __init__(self, row: StageRow | None, label: str = "accuracy"):
+        self.row, self.label, self.n, self.correct = row, label, 0, 0
+
+    def __call__(self, record: Mapping[str, Any]) -> None:
+        self.n += 1
+        self.correct += bool(record.get("correct"))
+        if self.row is not None:
+            self.row.update(self.row.done + 1, **{self.label: self.correct / self.n})
 
 
 def trainer_display(row: StageRow):
@@ -294,8 +381,7 @@ def trainer_display(row: StageRow):
 
     class TrainerDisplay(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
-            if state.max_steps:
-                row.set_total(int(state.max_steps))
+            row.begin(int(state.max_steps) or None, int(state.global_step))
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or not state.is_world_process_zero:

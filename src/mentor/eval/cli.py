@@ -40,45 +40,67 @@ def eval_command(
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16"),
     backend: str = typer.Option("transformers", help="In-process generation: transformers | llama_cpp (the "
                                 "model's weights exported to a bf16 GGUF and decoded by llama.cpp)."),
-    quiet: bool = typer.Option(False, help="No progress bar."),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="A live display (default on a terminal); --no-progress: one plain line per event."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Also show the libraries' output (always in OUT.log, or OUT/logs/eval.log for several benchmarks)."),
+    quiet: bool = typer.Option(False, "--quiet", hidden=True, help="Same as --no-progress."),
 ) -> None:
-    """Evaluate a model on benchmarks; write one result JSON per (model, benchmark)."""
-    from rich.console import Console
+    """Evaluate a model on benchmarks; write one result JSON per (model, benchmark).
 
-    from mentor.eval.benchmarks import load_benchmark
-    from mentor.eval.runner import evaluate, macro_summary
-    from mentor.generation import make_generator
+    One display row with the items done and the accuracy so far; the libraries' output goes to
+    OUT.log (OUT/logs/eval.log with several benchmarks)."""
+    from rich.console import Console
+    from rich.markup import escape as rich_escape
+
+    from mentor.display import command_stage, describe_error, stage_log
+    from mentor.eval.runner import macro_summary
     from mentor.io import DataError
-    from mentor.tasks import get_task
 
     console = Console(stderr=True, soft_wrap=True)
+    several = len(benchmark) > 1
+    log = stage_log(out, "eval") if several else out.with_name(out.name + ".log")
+    settings = dict(limit=limit, tools=not no_tools, max_turns=max_turns, max_new_tokens=max_new_tokens,
+                    temperature=0.0 if greedy else temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                    scorers={"math": math_scorer}, retriever_url=retriever_url, tool_server=tool_server, top_k=top_k,
+                    base_url=base_url)
     try:
-        benches = [load_benchmark(b, limit=limit) for b in benchmark]  # bad files fail before the model loads
-        get_task("math").with_scorer(math_scorer)  # so does an unknown scorer
-        generator = make_generator(model, base_url=base_url, batch_size=batch_size, dtype=dtype, backend=backend)
-        results = []
-        for b, bench in zip(benchmark, benches, strict=True):
-            res = evaluate(
-                model, bench, generator=generator, limit=limit, tools=not no_tools, max_turns=max_turns,
-                max_new_tokens=max_new_tokens, temperature=0.0 if greedy else temperature, top_p=top_p, seed=seed,
-                batch_size=batch_size, scorers={"math": math_scorer},
-                retriever_url=retriever_url, tool_server=tool_server, top_k=top_k, base_url=base_url, progress=not quiet,
-                out=out if len(benchmark) == 1 else out / result_filename_for(b, no_tools),
-            )
-            results.append(res)
-            t = res["timings"]
-            console.print(
-                f"[bold]{res['benchmark']}[/bold] ({res['kind']}, tools={'off' if no_tools else 'on'}): accuracy "
-                f"{res['accuracy']:.4f} on {res['n']} items; {t['items_per_second']:.3f} items/s, "
-                f"{t['tokens_per_second']:.1f} tok/s"
-            )
-        if len(results) > 1:
-            for kind, s in macro_summary(results).items():
-                console.print(f"{kind}: macro average {s['macro_average']:.4f} over {len(s['benchmarks'])} benchmarks")
-        console.print(f"wrote {out}")
+        with command_stage("eval", log, progress=progress and not quiet, verbose=verbose, unit="items") as row:
+            results = _evaluate_all(model, benchmark, out, row, dtype=dtype, backend=backend, **settings)
     except (DataError, ValueError, RuntimeError) as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {rich_escape(describe_error(e))}")
         raise typer.Exit(2) from None
+    if several:
+        for kind, s in macro_summary(results).items():
+            console.print(f"{kind}: macro average {s['macro_average']:.4f} over {len(s['benchmarks'])} benchmarks")
+    console.print(f"wrote {out} (log: {log})")
+
+
+def _evaluate_all(model: str, names: list[str], out: Path, row, dtype: str, backend: str, **settings) -> list[dict]:
+    """Every benchmark with one generator; ``row`` shows the items done and the accuracy so far,
+    and one line per finished benchmark."""
+    from mentor.display import LiveAccuracy
+    from mentor.eval.benchmarks import load_benchmark
+    from mentor.eval.runner import evaluate
+    from mentor.generation import make_generator
+    from mentor.tasks import get_task
+
+    benches = [load_benchmark(b, limit=settings["limit"]) for b in names]  # bad files fail before the model loads
+    get_task("math").with_scorer(settings["scorers"]["math"])  # so does an unknown scorer
+    row.set_total(sum(len(b.items) for b in benches))
+    generator = make_generator(model, base_url=settings["base_url"], batch_size=settings["batch_size"], dtype=dtype,
+                               backend=backend)
+    live = LiveAccuracy(row)
+    results = []
+    for name, bench in zip(names, benches, strict=True):
+        target = out if len(names) == 1 else out / result_filename_for(name, not settings["tools"])
+        res = evaluate(model, bench, generator=generator, progress=False, on_record=live, out=target, **settings)
+        results.append(res)
+        t = res["timings"]
+        row.event(f"{res['benchmark']} ({res['kind']}, tools={'on' if settings['tools'] else 'off'}): accuracy "
+                  f"{res['accuracy']:.4f} on {res['n']} items; {t['items_per_second']:.3f} items/s, "
+                  f"{t['tokens_per_second']:.1f} tok/s")
+    return results
 
 
 def result_filename_for(benchmark: str, no_tools: bool) -> str:

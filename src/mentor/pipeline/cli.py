@@ -15,7 +15,7 @@ from rich.markup import escape as rich_escape
 from mentor.io import DataError
 from mentor.pipeline.config import PipelineError, load_config
 from mentor.pipeline.stages import Pipeline
-from mentor.display import SUMMARY_KEYS, summary_table
+from mentor.display import SUMMARY_KEYS, describe_error, summary_table
 
 __all__ = ["SUMMARY_KEYS", "print_summary", "run"]
 
@@ -47,8 +47,7 @@ def run(
         t0 = time.perf_counter()
         pipe.run(chosen)
     except (PipelineError, DataError) as e:
-        notes = "".join(f"\n{n}" for n in getattr(e, "__notes__", ()))
-        Console(stderr=True).print(f"[red]error:[/red] {rich_escape(str(e))}{rich_escape(notes)}")
+        Console(stderr=True).print(f"[red]error:[/red] {rich_escape(describe_error(e))}")
         raise typer.Exit(2) from None
     summary_file = out / "summary.json"
     if summary_file.exists():

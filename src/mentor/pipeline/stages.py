@@ -21,7 +21,7 @@ from rich.console import Console
 
 from mentor.analysis.report import build_report, summary_row, teacher_distribution
 from mentor.data.datasets import Question, load_questions
-from mentor.display import RunDisplay, StageRow, capture_output, terminal_console, trainer_display
+from mentor.display import LiveAccuracy, RunDisplay, StageRow, logged_stage, stage_log, terminal_console, trainer_display
 from mentor.eval.benchmarks import load_benchmark
 from mentor.eval.runner import evaluate, result_name
 from mentor.generation import make_generator, serve_model
@@ -111,16 +111,13 @@ class Pipeline:
         return self._update_meta({}, last_invocation_seconds=round(time.perf_counter() - t_all, 2))
 
     def log_path(self, stage: str) -> Path:
-        return self.out / "logs" / f"{stage}.log"
+        return stage_log(self.out, stage)
 
     def _run_logged(self, stage: str, display: RunDisplay) -> dict[str, Any]:
         """One stage with its own display row; its library output goes to ``logs/<stage>.log``."""
-        with display.stage(stage, unit=_UNITS.get(stage, "steps")) as row:
-            if not self.capture:
-                return self._run_stage(stage, row) or {}
-            echo = display.console.file if self.verbose else None
-            with capture_output(self.log_path(stage), echo=echo):
-                return self._run_stage(stage, row) or {}
+        with logged_stage(display, stage, self.log_path(stage), unit=_UNITS.get(stage, "steps"), verbose=self.verbose,
+                          capture=self.capture) as row:
+            return self._run_stage(stage, row) or {}
 
     def budgets(self) -> dict[str, float]:
         """Each stage's estimated seconds (``PRIOR_SECONDS`` x its units of work), for the ETA."""
@@ -300,7 +297,7 @@ class Pipeline:
         ``overrides``: ``evaluate`` keywords that replace the configured decoding."""
         e = self.config.eval
         written = []
-        live = _LiveAccuracy(row, f"{method} acc")
+        live = LiveAccuracy(row, f"{method} acc")
         with contextlib.ExitStack() as stack:
             generator = generator or self._generator(method, model, stack, row)
             for bench, tools in jobs:
@@ -386,19 +383,6 @@ def _brief(info: Mapping[str, Any]) -> str:
 def _shown(row: StageRow | None) -> list[Any]:
     """The trainer callbacks that feed a stage's display row (none without a row)."""
     return [trainer_display(row)] if row is not None else []
-
-
-class _LiveAccuracy:
-    """``on_record`` for evaluation: the stage row shows items done and the accuracy so far."""
-
-    def __init__(self, row: StageRow | None, label: str = "accuracy"):
-        self.row, self.label, self.n, self.correct = row, label, 0, 0
-
-    def __call__(self, record: Mapping[str, Any]) -> None:
-        self.n += 1
-        self.correct += bool(record.get("correct"))
-        if self.row is not None:
-            self.row.update(self.row.done + 1, **{self.label: self.correct / self.n})
 
 
 def _has_checkpoint(out: Path) -> bool:

@@ -45,17 +45,20 @@ def teach(
     tool_server: str = typer.Option(None, help="Execute tool calls on a `mentor serve tools` server (default: in-process)."),
     keep_all: bool = typer.Option(False, "--keep-all", help="Also keep wrong / unanswered trajectories in OUT."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Ask again the questions whose endpoint request failed."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="A live display (default on a terminal); --no-progress: one plain line per event."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the libraries' output (always in OUT.log)."),
 ) -> None:
     """Generate teacher reference trajectories and keep the correct ones (SPEC stage 1).
 
     Writes OUT (kept references), OUT.rejected.jsonl (wrong answers, no answer, endpoint
-    failures) and OUT.summary.json. Re-running the same command resumes where it stopped.
+    failures), OUT.summary.json and OUT.log (the libraries' output). Re-running the same
+    command resumes where it stopped.
     """
     from rich.console import Console
 
     from mentor.data import load_questions
-    from mentor.io import DataError
+    from mentor.display import command_stage
     from mentor.teacher.factory import make_teacher
     from mentor.teacher.generate import generate_references, rejected_path
     from mentor.tools import Executor
@@ -71,31 +74,41 @@ def teach(
     if task not in (None, "math", "qa"):
         raise typer.BadParameter("choose math or qa", param_hint="--task")
     try:
-        questions = load_questions(dataset, split=split, n=n, seed=seed, question_field=question_field,
-                                   answer_field=answer_field, task=task)
-        backend = make_teacher(teacher.value, model=model, base_url=base_url, api_key_env=api_key_env,
-                               concurrency=concurrency, timeout=timeout, retries=retries, backoff=backoff,
-                               max_turns=max_turns, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                               seed=seed, extra_body=body, system=system, batch_size=batch_size, dtype=dtype, generation_backend=generation_backend,
-                               executor=Executor(tool_server=tool_server))
-        summary = generate_references(questions, backend, out, keep_all=keep_all, retry_failed=retry_failed,
-                                      progress=progress, config=config, seed=seed)
-    except (DataError, ValueError) as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
-    except Exception as e:  # endpoint unreachable, model not loadable: one clear line, no traceback
-        from mentor.models import ModelError
-        from mentor.teacher.openai_backend import EndpointError
-
-        if isinstance(e, EndpointError | ModelError | OSError):
-            err.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from None
-        raise
+        with command_stage("teach", out.with_name(out.name + ".log"), progress, verbose, unit="questions") as row:
+            questions = load_questions(dataset, split=split, n=n, seed=seed, question_field=question_field,
+                                       answer_field=answer_field, task=task)
+            row.set_total(len(questions))
+            backend = make_teacher(teacher.value, model=model, base_url=base_url, api_key_env=api_key_env,
+                                   concurrency=concurrency, timeout=timeout, retries=retries, backoff=backoff,
+                                   max_turns=max_turns, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                   seed=seed, extra_body=body, system=system, batch_size=batch_size, dtype=dtype,
+                                   generation_backend=generation_backend,
+                                   executor=Executor(tool_server=tool_server))
+            summary = generate_references(questions, backend, out, keep_all=keep_all, retry_failed=retry_failed,
+                                          progress=row.update, config=config, seed=seed)
+    except Exception as e:
+        _fail(err, e)
 
     _print_summary(console, summary, f"mentor teach ({teacher.value}) -> {out}", out)
     if summary.done and summary.failed == summary.done:
         err.print("[red]every request failed; see the error field in[/red] " + str(rejected_path(out)))
         raise typer.Exit(1)
+
+
+def _fail(err, e: Exception) -> None:
+    """Bad input, an unreachable endpoint, a model that cannot be loaded: one clear line (with
+    the log's path), exit 2, no traceback. Anything else propagates."""
+    from rich.markup import escape as rich_escape
+
+    from mentor.display import describe_error
+    from mentor.io import DataError
+    from mentor.models import ModelError
+    from mentor.teacher.openai_backend import EndpointError
+
+    if isinstance(e, DataError | ValueError | EndpointError | ModelError | OSError):
+        err.print(f"[red]error:[/red] {rich_escape(describe_error(e))}")
+        raise typer.Exit(2) from None
+    raise e
 
 
 def _print_summary(console, summary, title: str, out: Path) -> None:

@@ -1,5 +1,9 @@
 """``mentor train grpo | sft | sft-rl`` (a thin layer over ``mentor.train``'s Python API).
 
+Each command is one stage of ``mentor run``'s display (``mentor.display.command_stage``): a row
+with the trainer's measure (GRPO: reward, its components, invalid-call and tool-usage rates;
+SFT: loss), the libraries' output in ``OUTPUT_DIR/logs/<command>.log``.
+
 Heavy imports (torch, transformers, trl) happen inside the commands so ``mentor --help`` is fast.
 """
 
@@ -16,26 +20,33 @@ _PRESET_HELP = "Reward preset: mentor (R_c+R_a+R_v), sparse (R_c), format, valid
 _MODEL_HELP = "Student: a Hub id, a local HF directory (e.g. a previous OUTPUT_DIR/final) or smollm2-135m (bundled)."
 _CONFIG_HELP = ("YAML config (mentor keys + grpo/sft/lora sections with any GRPOConfig/SFTConfig/LoraConfig field). "
                 "Default: configs/cpu.yaml on a machine without a GPU, else the paper's Table 5/6 settings.")
+_PROGRESS_HELP = "A live display (default on a terminal); --no-progress: one plain line per event."
+_VERBOSE_HELP = "Also show the libraries' output (always in OUTPUT_DIR/logs/<command>.log)."
 
 
 def _fail(e: Exception) -> None:
     from rich.console import Console
     from rich.markup import escape as rich_escape
 
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {rich_escape(str(e))}", highlight=False)
+    from mentor.display import describe_error
+
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {rich_escape(describe_error(e))}", highlight=False)
     raise typer.Exit(2)
 
 
-def _run(fn, *args, **kwargs) -> None:
+def _run(command: str, output_dir: Path, progress: bool, verbose: bool, fn, *args, **kwargs) -> None:
+    """``fn(*args, **kwargs, callbacks=...)`` as one displayed stage, its output in the log."""
     from rich.console import Console
 
+    from mentor.display import command_stage, stage_log, trainer_display
     from mentor.io import DataError
     from mentor.models import ModelError
     from mentor.train.config import ConfigError
     from mentor.train.common import TrainError
 
     try:
-        final = fn(*args, **kwargs)
+        with command_stage(command, stage_log(output_dir, command), progress=progress, verbose=verbose) as row:
+            final = fn(*args, callbacks=[trainer_display(row)], **kwargs)
     except (DataError, ModelError, ConfigError, TrainError) as e:
         _fail(e)
     except ValueError as e:  # unknown preset / reward component
@@ -54,11 +65,14 @@ def grpo(
     config: Path = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
     max_steps: int = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUTPUT_DIR."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=_PROGRESS_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=_VERBOSE_HELP),
 ) -> None:
     """GRPO with TRL on a reward preset (MENTOR or a baseline); multi-turn tool rollouts."""
     from mentor.train.grpo import train_grpo
 
-    _run(train_grpo, references, output_dir, preset=preset, model=model, config=config, max_steps=max_steps, resume=resume)
+    _run("grpo", output_dir, progress, verbose, train_grpo, references, output_dir, preset=preset, model=model,
+         config=config, max_steps=max_steps, resume=resume)
 
 
 @app.command("sft")
@@ -69,11 +83,14 @@ def sft(
     config: Path = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
     max_steps: int = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUTPUT_DIR."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=_PROGRESS_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=_VERBOSE_HELP),
 ) -> None:
     """SFT baseline: LoRA on the teacher trajectories (loss on assistant turns only); saves the merged model."""
     from mentor.train.sft import train_sft
 
-    _run(train_sft, references, output_dir, model=model, config=config, max_steps=max_steps, resume=resume)
+    _run("sft", output_dir, progress, verbose, train_sft, references, output_dir, model=model, config=config,
+         max_steps=max_steps, resume=resume)
 
 
 @app.command("sft-rl")
@@ -86,9 +103,11 @@ def sft_rl(
     max_steps: int = typer.Option(None, "--max-steps", help="Bound the GRPO stage to N steps."),
     sft_max_steps: int = typer.Option(None, "--sft-max-steps", help="Bound the SFT stage (default: --max-steps)."),
     resume: bool = typer.Option(False, "--resume", help="Reuse a finished SFT stage and continue GRPO from its last checkpoint."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=_PROGRESS_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=_VERBOSE_HELP),
 ) -> None:
     """SFT warm start, then GRPO from the merged SFT model (for students with no initial tool ability)."""
     from mentor.train.sft import train_sft_rl
 
-    _run(train_sft_rl, references, output_dir, preset=preset, model=model, config=config, max_steps=max_steps,
-         sft_max_steps=sft_max_steps, resume=resume)
+    _run("sft-rl", output_dir, progress, verbose, train_sft_rl, references, output_dir, preset=preset, model=model,
+         config=config, max_steps=max_steps, sft_max_steps=sft_max_steps, resume=resume)

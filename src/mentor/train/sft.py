@@ -108,13 +108,14 @@ def train_sft_rl(
     max_steps: int | None = None,
     sft_max_steps: int | None = None,
     resume: bool = False,
+    callbacks: Sequence[Any] = (),
     **overrides: Any,
 ) -> Path:
     """SFT warm start (LoRA, merged) then GRPO from the merged model; return ``OUTPUT_DIR/final``.
 
     Stages write to ``OUTPUT_DIR/sft`` and ``OUTPUT_DIR/grpo``; a finished SFT stage
     (``sft/final`` present) is reused on a re-run. ``max_steps`` bounds the GRPO stage,
-    ``sft_max_steps`` the SFT stage (default: ``max_steps``)."""
+    ``sft_max_steps`` the SFT stage (default: ``max_steps``). ``callbacks`` go to both trainers."""
     out = Path(output_dir)
     # Check everything of both stages before spending compute on the first one.
     C.resolve(config, preset=preset, model=model, **overrides)
@@ -123,7 +124,8 @@ def train_sft_rl(
     if not (sft_final / "config.json").exists():
         sft_resume = resume and (out / "sft").is_dir() and any((out / "sft").glob("checkpoint-*"))
         train_sft(references, out / "sft", model=model, config=config,
-                  max_steps=sft_max_steps if sft_max_steps is not None else max_steps, resume=sft_resume, **overrides)
+                  max_steps=sft_max_steps if sft_max_steps is not None else max_steps, resume=sft_resume,
+                  callbacks=callbacks, **overrides)
     grpo_resume = resume and any((out / "grpo").glob("checkpoint-*"))
     return train_grpo(references, out / "grpo", preset=preset, model=str(sft_final), config=config,
-                      max_steps=max_steps, resume=grpo_resume, final_dir=out / "final", **overrides)
+                      max_steps=max_steps, resume=grpo_resume, final_dir=out / "final", callbacks=callbacks, **overrides)
