@@ -197,3 +197,22 @@ def test_hf_teacher_generates_with_llama_cpp(tmp_path):
     meta = json.loads(out.with_name(out.name + ".summary.json").read_text())
     assert meta["teacher"]["generation_backend"] == "llama_cpp"
     assert meta["summary"]["total"] == 2, meta["summary"]
+
+
+def test_stale_rollout_files_of_dead_processes_are_swept(tmp_path):
+    """A killed run leaves its GGUF in /dev/shm; the next engine removes it (not a live one's)."""
+    import os
+    import subprocess
+    import sys
+
+    from mentor.generation.llama_cpp import sweep_stale
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"mentor-rollout-{int(dead.stdout)}-abc"
+    live = tmp_path / f"mentor-rollout-{os.getpid()}-def"
+    other = tmp_path / "mentor-rollout-notapid-x"
+    for d in (stale, live, other):
+        d.mkdir()
+        (d / "policy.gguf").write_bytes(b"GGUF")
+    assert sweep_stale(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and other.exists()

@@ -23,6 +23,7 @@ does the same; TRL corrects it with importance sampling only for vLLM, and mento
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -124,6 +125,27 @@ def _encode(t: Any, weight_type: str) -> tuple[Any, Any]:
     q = torch.round(blocks * inv).clamp(-128, 127).to(torch.int8)
     raw = np.concatenate([d.to(torch.float16).numpy().view(np.uint8), q.numpy().view(np.uint8)], axis=1)
     return raw.reshape(t.shape[0], -1), Q.Q8_0
+
+
+_PREFIX = "mentor-rollout-"
+
+
+def sweep_stale(where: Path) -> list[Path]:
+    """Remove the private GGUF directories (``mentor-rollout-PID-*``) of processes that no longer
+    run (a killed training run cannot clean its own; each holds 145-540 MB of /dev/shm)."""
+    removed = []
+    for d in where.glob(f"{_PREFIX}*-*"):
+        try:
+            pid = int(d.name[len(_PREFIX):].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        except PermissionError:  # another user's live process
+            continue
+    return removed
 
 
 @dataclass
@@ -238,7 +260,9 @@ class LlamaCppEngine:
         self._tmp = None
         if gguf_path is None:  # a private file, in memory where /dev/shm exists; removed by close()
             shm = Path("/dev/shm")
-            self._tmp = tempfile.TemporaryDirectory(prefix="mentor-rollout-", dir=shm if shm.is_dir() else None)
+            where = shm if shm.is_dir() else Path(tempfile.gettempdir())
+            sweep_stale(where)
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"{_PREFIX}{os.getpid()}-", dir=where)
             gguf_path = Path(self._tmp.name) / "policy.gguf"
         self.weights = GGUFWeights(gguf_path, template, weight_type)
         self.n_ctx, self.seed = n_ctx, seed
