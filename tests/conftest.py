@@ -1,4 +1,8 @@
+import contextlib
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +80,25 @@ def tiny_model_dir(tmp_path_factory, default_model_path) -> str:
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return str(out)
+
+
+@contextlib.contextmanager
+def loopback_server(app):
+    """Serve an ASGI ``app`` with uvicorn on a free 127.0.0.1 port in a thread; yield the port."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the loopback server did not start within 20 s"
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -24,10 +24,8 @@ import os
 import re
 import subprocess
 import threading
-import time
 
 import pytest
-import uvicorn
 import yaml
 from fastapi import FastAPI, Request  # at module level: the route's annotation is resolved from here
 from test_rag_eval import (  # noqa: F401 - stand_ins is a fixture
@@ -38,7 +36,8 @@ from test_rag_eval import (  # noqa: F401 - stand_ins is a fixture
     _search_calls,
     stand_ins,
 )
-from test_teach import _free_port, _reply
+from conftest import loopback_server
+from test_teach import _reply
 
 from mentor.tasks.qa import FLASHRAG_ENV, FLASHRAG_SETS
 
@@ -97,16 +96,8 @@ def teacher_server(stand_ins):  # noqa: F811
     async def chat(req: Request):
         return teacher.reply(await req.json())
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{server.config.port}/v1", teacher
-    server.should_exit = True
-    thread.join(10)
+    with loopback_server(app) as port:
+        yield f"http://127.0.0.1:{port}/v1", teacher
 
 
 def _config(s, out, tmp_path, student: str, teacher_url: str):

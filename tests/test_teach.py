@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import loopback_server
 
 from mentor.io import read_jsonl
 from mentor.references import load_references
@@ -195,20 +196,9 @@ def _app(script: Script):
 
 @pytest.fixture(scope="module")
 def scripted_server():
-    import uvicorn
-
     script = Script()
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(_app(script), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}/v1", script
-    server.should_exit = True
-    thread.join(10)
+    with loopback_server(_app(script)) as port:
+        yield f"http://127.0.0.1:{port}/v1", script
 
 
 @pytest.fixture
