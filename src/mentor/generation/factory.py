@@ -30,7 +30,7 @@ def make_generator(
         gen.batch_size = batch_size
         return gen
     if backend == "llama_cpp":
-        return LlamaCppGenerator.from_name(model)
+        return LlamaCppGenerator.from_name(model, n_seq=batch_size)
     if backend != "transformers":
         raise ValueError(f"generation backend must be transformers or llama_cpp, got {backend!r}")
     return HFGenerator.from_name(model, batch_size=batch_size, dtype=dtype)

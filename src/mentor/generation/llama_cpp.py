@@ -242,16 +242,29 @@ def sampling_of(gc: Any) -> Sampling:
                     max_new_tokens=int(gc.max_new_tokens or 512))
 
 
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 class LlamaCppEngine:
     """Samples completions of token-id prompts with llama.cpp from a model's current weights.
 
-    ``sync(model)`` exports the weights (``GGUFWeights``) and re-loads llama.cpp; ``complete``
-    decodes one prompt, reusing the KV cache of the longest prefix shared with the previous call
-    (llama-cpp-python's prefix match), so the group's rollouts of one question share its prompt.
+    ``sync(model)`` exports the weights (``GGUFWeights``) and re-loads llama.cpp. ``complete_batch``
+    decodes up to ``n_seq`` prompts together, one llama.cpp sequence each, in one shared
+    ("unified") KV cache: every decode step feeds one token per live sequence as a single batch
+    (a 4-row matrix product costs little more than one row on a CPU), and prompt tokens already
+    in the cache are not computed again -- a prompt reuses the longest prefix it shares with a
+    sequence's cached tokens (a tool iteration continues its own rollout's cache) or with another
+    prompt of the same call (a GRPO group's rollouts share one prefill of their question).
     """
 
-    def __init__(self, template: str | os.PathLike, weight_type: str = "bf16", n_ctx: int = 4096,
-                 n_threads: int | None = None, seed: int = 0, gguf_path: str | os.PathLike | None = None):
+    def __init__(self, template: str | os.PathLike, weight_type: str = "bf16", n_ctx: int = 8192,
+                 n_threads: int | None = None, seed: int = 0, gguf_path: str | os.PathLike | None = None,
+                 n_seq: int = 8, n_batch: int = 512):
         try:
             import llama_cpp  # noqa: F401
         except ImportError as e:
@@ -265,51 +278,180 @@ class LlamaCppEngine:
             self._tmp = tempfile.TemporaryDirectory(prefix=f"{_PREFIX}{os.getpid()}-", dir=where)
             gguf_path = Path(self._tmp.name) / "policy.gguf"
         self.weights = GGUFWeights(gguf_path, template, weight_type)
-        self.n_ctx, self.seed = n_ctx, seed
+        self.n_ctx, self.seed, self.n_seq, self.n_batch = n_ctx, seed, max(1, n_seq), n_batch
         self.n_threads = n_threads or max(1, os.cpu_count() or 1)
         self.synced_step: int | None = None
-        self._llama: Any = None
+        self._model: Any = None
+        self._ctx: Any = None
+        self._batch: Any = None
+        self._cached: list[list[int]] = []  # per sequence id: the tokens whose keys/values are in the cache
         self._calls = 0
+        self.stats = {"prefill_tokens": 0, "reused_tokens": 0, "decoded_tokens": 0}
 
     def sync(self, model: Any, step: int | None = None) -> None:
         """Export ``model``'s current weights and load them into llama.cpp."""
         tensors = gguf_tensors(effective_state_dict(model), _config(model))
         self.close(keep_file=True)
         self.weights.write(tensors)
-        from llama_cpp import Llama
-
-        self._llama = Llama(model_path=str(self.weights.path), n_ctx=self.n_ctx, n_batch=512,
-                            n_threads=self.n_threads, n_threads_batch=self.n_threads, use_mmap=False,
-                            seed=self.seed, verbose=False)
+        self._load()
         self.synced_step = step
+
+    def _load(self) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(False)
+        mp = llama_cpp.llama_model_default_params()
+        mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE  # read into memory: the file is overwritten by the next sync
+        self._model = _internals.LlamaModel(path_model=str(self.weights.path), params=mp, verbose=False)
+        cp = llama_cpp.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_ubatch = self.n_ctx, self.n_batch, self.n_batch
+        cp.n_seq_max, cp.kv_unified = self.n_seq, True
+        cp.n_threads = cp.n_threads_batch = self.n_threads
+        cp.no_perf = True
+        # llama.cpp's CPU flash attention rounds queries to f16; without it f32 weights decode as transformers does
+        cp.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        self._ctx = _internals.LlamaContext(model=self._model, params=cp, verbose=False)
+        self._batch = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
+        self._cached = [[] for _ in range(self.n_seq)]
 
     def complete(self, prompt_ids: Sequence[int], sampling: Sampling, eos_ids: Sequence[int],
                  max_new_tokens: int | None = None) -> list[int]:
         """Continuation of ``prompt_ids`` sampled with ``sampling`` (greedy at temperature 0), at
         most ``max_new_tokens`` (default ``sampling.max_new_tokens``), ending with an EOS id when
         one was sampled."""
-        max_new_tokens = sampling.max_new_tokens if max_new_tokens is None else max_new_tokens
-        if self._llama is None:
+        return self.complete_batch([prompt_ids], sampling, eos_ids, None if max_new_tokens is None else [max_new_tokens])[0]
+
+    def complete_batch(self, prompts: Sequence[Sequence[int]], sampling: Sampling, eos_ids: Sequence[int],
+                       max_new_tokens: Sequence[int] | None = None) -> list[list[int]]:
+        """``complete`` for each prompt, decoded together (``n_seq`` at a time)."""
+        if self._ctx is None:
             raise LlamaCppError("LlamaCppEngine.complete before sync()")
-        if len(prompt_ids) + max_new_tokens > self.n_ctx:
-            max_new_tokens = max(0, self.n_ctx - len(prompt_ids))
-        self._calls += 1
-        self._llama.set_seed(self.seed * 1_000_003 + self._calls)
-        out: list[int] = []
-        eos = set(eos_ids)
-        for tok in self._llama.generate(list(prompt_ids), top_k=sampling.top_k or 0, top_p=sampling.top_p,
-                                        min_p=0.0, typical_p=1.0, temp=max(0.0, sampling.temperature),
-                                        repeat_penalty=1.0, reset=True):
-            out.append(int(tok))
-            if tok in eos or len(out) >= max_new_tokens:
-                break
+        budgets = [sampling.max_new_tokens] * len(prompts) if max_new_tokens is None else list(max_new_tokens)
+        out: list[list[int]] = []
+        for start in range(0, len(prompts), self.n_seq):
+            chunk = [list(p) for p in prompts[start:start + self.n_seq]]
+            out += self._decode_group(chunk, sampling, set(eos_ids), budgets[start:start + self.n_seq])
         return out
+
+    # -- one group of <= n_seq prompts -----------------------------------------------------------
+
+    def _sampler(self, sampling: Sampling) -> Any:
+        from llama_cpp import _internals
+
+        self._calls += 1
+        s = _internals.LlamaSampler()
+        if sampling.greedy:
+            s.add_greedy()
+            return s
+        if sampling.top_k:
+            s.add_top_k(int(sampling.top_k))
+        if sampling.top_p < 1.0:
+            s.add_top_p(float(sampling.top_p), 1)
+        s.add_temp(float(sampling.temperature))
+        s.add_dist((self.seed * 1_000_003 + self._calls) & 0xFFFFFFFF)
+        return s
+
+    def _assign(self, prompts: list[list[int]]) -> list[tuple[int, int, int | None]]:
+        """Per prompt: (sequence id, tokens reused from its own cache, or from the prompt ``src``
+        of this group that it shares a longer prefix with -> (seq, n, src index))."""
+        free = list(range(self.n_seq))
+        plan: list[tuple[int, int, int | None]] = []
+        for i, p in enumerate(prompts):
+            limit = len(p) - 1  # the last prompt token is always decoded: its logits start sampling
+            seq = max(free, key=lambda s: _common_prefix(self._cached[s], p))
+            free.remove(seq)
+            own = min(limit, _common_prefix(self._cached[seq], p))
+            best, src = own, None
+            for j in range(i):
+                if plan[j][2] is None:  # only its first len - 1 tokens are in the cache before the last batch
+                    n = min(limit, len(prompts[j]) - 1, _common_prefix(prompts[j], p))
+                    if n > best:
+                        best, src = n, j
+            plan.append((seq, best, src))
+        return plan
+
+    def _decode(self, body: list[tuple[int, int, int]], tails: list[tuple[int, int, int]]) -> dict[int, int]:
+        """Feed (token, position, sequence) items: ``body`` in batches of ``n_batch`` without
+        logits, then ``tails`` (at most one per sequence) in one last batch with logits (only the
+        last llama_decode's logits can be read). Returns sequence -> batch index of its logits."""
+        for start in range(0, len(body), self.n_batch):
+            self._feed(body[start:start + self.n_batch], logits=False)
+        return self._feed(tails, logits=True) if tails else {}
+
+    def _feed(self, items: list[tuple[int, int, int]], logits: bool) -> dict[int, int]:
+        import llama_cpp
+
+        b = self._batch.batch
+        for k, (tok, pos, seq) in enumerate(items):
+            b.token[k], b.pos[k], b.seq_id[k][0], b.n_seq_id[k], b.logits[k] = tok, pos, seq, 1, logits
+        b.n_tokens = len(items)
+        rc = int(llama_cpp.llama_decode(self._ctx.ctx, b))
+        if rc != 0:
+            self._ctx.kv_cache_clear()  # the bookkeeping below no longer matches the cache: start afresh
+            self._cached = [[] for _ in range(self.n_seq)]
+            raise LlamaCppError(f"llama_decode returned {rc} (the KV cache of n_ctx={self.n_ctx} tokens is full? "
+                                "raise llama_cpp.n_ctx or generate fewer sequences at once)")
+        return {seq: k for k, (_, _, seq) in enumerate(items)}
+
+    def _decode_group(self, prompts: list[list[int]], sampling: Sampling, eos: set[int],
+                      budgets: list[int]) -> list[list[int]]:
+        plan = self._assign(prompts)
+        used = {seq for seq, _, _ in plan}
+        for s in range(self.n_seq):  # idle sequences give their cells back
+            if s not in used and self._cached[s]:
+                self._ctx.kv_cache_seq_rm(s, 0, -1)
+                self._cached[s] = []
+        body: list[tuple[int, int, int]] = []
+        for (seq, n, src), p in zip(plan, prompts, strict=True):  # prompts that copy nothing: all but the last token
+            if src is None:
+                self._ctx.kv_cache_seq_rm(seq, n, -1)
+                body += [(p[k], k, seq) for k in range(n, len(p) - 1)]
+        self._decode(body, [])
+        body = []
+        for (seq, n, src), p in zip(plan, prompts, strict=True):  # the others share a prefix with one of those
+            if src is not None:
+                self._ctx.kv_cache_seq_rm(seq, 0, -1)
+                self._ctx.kv_cache_seq_cp(plan[src][0], seq, 0, n)
+                body += [(p[k], k, seq) for k in range(n, len(p) - 1)]
+        where = self._decode(body, [(p[-1], len(p) - 1, seq) for (seq, _, _), p in zip(plan, prompts, strict=True)])
+        self.stats["reused_tokens"] += sum(n for _, n, _ in plan)
+        self.stats["prefill_tokens"] += sum(len(p) for p in prompts) - sum(n for _, n, _ in plan)
+        for (seq, _, _), p in zip(plan, prompts, strict=True):
+            self._cached[seq] = list(p)
+
+        sampler = self._sampler(sampling)
+        outs: list[list[int]] = [[] for _ in prompts]
+        live = [i for i in range(len(prompts)) if min(budgets[i], self.n_ctx - len(prompts[i])) > 0]
+        try:
+            while live:
+                tails, nxt = [], []
+                for i in live:
+                    seq = plan[i][0]
+                    tok = int(sampler.sample(self._ctx, where[seq]))
+                    outs[i].append(tok)
+                    pos = len(self._cached[seq])
+                    if tok in eos or len(outs[i]) >= budgets[i] or pos + 1 >= self.n_ctx:
+                        continue
+                    tails.append((tok, pos, seq))
+                    self._cached[seq].append(tok)
+                    nxt.append(i)
+                if tails:
+                    where = self._decode([], tails)
+                    self.stats["decoded_tokens"] += len(tails)
+                live = nxt
+        finally:
+            sampler.close()
+        return outs
 
     def close(self, keep_file: bool = False) -> None:
         """Free llama.cpp; unless ``keep_file`` (a sync re-loads it), remove a private GGUF."""
-        if self._llama is not None:
-            self._llama.close()
-            self._llama = None
+        for obj in (self._batch, self._ctx, self._model):
+            if obj is not None:
+                obj.close()
+        self._batch = self._ctx = self._model = None
+        self._cached = []
         if not keep_file and self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -324,23 +466,23 @@ def _config(model: Any) -> Any:
 class LlamaCppGenerator:
     """Evaluation / teacher generation with llama.cpp (the ``Generator`` protocol of
     ``mentor.generation.loop``): prompts rendered with the model's own chat template by its HF
-    tokenizer (the same text as ``HFGenerator``), decoded one at a time by ``LlamaCppEngine``
+    tokenizer (the same text as ``HFGenerator``), decoded ``batch_size`` at a time by ``LlamaCppEngine``
     from the model's weights exported once (``weight_type``; ``f32`` decodes exactly the HF
     weights)."""
 
     def __init__(self, tokenizer: Any, engine: LlamaCppEngine, chat_template_kwargs: dict | None = None):
         self.tokenizer, self.engine = tokenizer, engine
         self.chat_template_kwargs = chat_template_kwargs or {}
-        self.batch_size = 1
+        self.batch_size = engine.n_seq  # conversations decoded together
 
     @classmethod
     def from_name(cls, name: str | None = None, weight_type: str = "bf16", template: str | os.PathLike | None = None,
-                  n_ctx: int = 4096, n_threads: int | None = None, seed: int = 0) -> LlamaCppGenerator:
+                  n_ctx: int = 8192, n_threads: int | None = None, seed: int = 0, n_seq: int = 8) -> LlamaCppGenerator:
         from mentor.models import bundled_gguf, load
 
         model, tok = load(name, dtype="float32")
         engine = LlamaCppEngine(template=template or bundled_gguf(), weight_type=weight_type, n_ctx=n_ctx,
-                                n_threads=n_threads, seed=seed)
+                                n_threads=n_threads, seed=seed, n_seq=n_seq)
         engine.sync(model)
         del model
         return cls(tok, engine)
@@ -353,13 +495,10 @@ class LlamaCppGenerator:
         return self.generate_rendered([self.render(c, tools) for c in conversations], sampling)
 
     def generate_rendered(self, texts: Sequence[str], sampling: Sampling) -> list[Generation]:
-        eos = [self.tokenizer.eos_token_id]
-        out = []
-        for text in texts:
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            new = self.engine.complete(ids, sampling, eos)
-            out.append(Generation(parse_assistant(self.tokenizer.decode(new, skip_special_tokens=True)), tokens=len(new)))
-        return out
+        ids = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+        news = self.engine.complete_batch(ids, sampling, [self.tokenizer.eos_token_id])
+        return [Generation(parse_assistant(self.tokenizer.decode(new, skip_special_tokens=True)), tokens=len(new))
+                for new in news]
 
     def close(self) -> None:
         self.engine.close()

@@ -106,10 +106,15 @@ MENTOR_DEFAULTS: dict[str, Any] = {
     # GGUF), template (a GGUF of the student's architecture for its metadata and tokenizer; default:
     # the bundled SmolLM2 GGUF), n_ctx (llama.cpp's context), n_threads (default: all cores).
     "llama_cpp": None,
+    # Which positions the GRPO LM head scores on a device without Triton (the CPU): "completion"
+    # (mentor.train.logps: only the completion tokens, as TRL does on CUDA; the same numbers) or
+    # "all" (TRL's CPU path: every prompt + completion position, the prompt masked afterwards).
+    "logprob_positions": "completion",
 }
 #: mentor keys that change the training algorithm or numerics (printed in the run header).
 SPEED_KEYS = ("lora_grpo", "model_dtype", "generation_backend")
 GENERATION_BACKENDS = ("transformers", "llama_cpp")
+LOGPROB_POSITIONS = ("completion", "all")
 LLAMA_CPP_KEYS = ("weight_type", "template", "n_ctx", "n_threads")
 
 SECTIONS = ("grpo", "sft", "lora")
@@ -202,6 +207,9 @@ def _validate_backend(cfg: Mapping[str, Any], source: str) -> None:
     if backend is not None and backend not in GENERATION_BACKENDS:
         raise ConfigError(f"{source}: generation_backend must be one of {', '.join(GENERATION_BACKENDS)}, "
                           f"got {backend!r}{did_you_mean(str(backend), GENERATION_BACKENDS)}")
+    positions = cfg.get("logprob_positions")
+    if positions is not None and positions not in LOGPROB_POSITIONS:
+        raise ConfigError(f"{source}: logprob_positions must be one of {', '.join(LOGPROB_POSITIONS)}, got {positions!r}")
     opts = cfg.get("llama_cpp")
     if opts is None:
         return

@@ -63,6 +63,7 @@ def speed_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "per_device_train_batch_size": g.get("per_device_train_batch_size"),
         "gradient_accumulation_steps": g.get("gradient_accumulation_steps", 1),
         "gradient_checkpointing": bool(g.get("gradient_checkpointing", False)),
+        "logprob_positions": str(cfg.get("logprob_positions") or "completion"),
         "generation_backend": ("vllm" if g.get("use_vllm") else str(cfg.get("generation_backend") or "transformers")),
         **({"llama_cpp_weight_type": (cfg.get("llama_cpp") or {}).get("weight_type", "bf16")}
            if cfg.get("generation_backend") == "llama_cpp" else {}),
@@ -172,11 +173,15 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
         from peft import LoraConfig
 
         peft_config = LoraConfig(**dict(cfg.get("lora") or {}))
+    from mentor.train.logps import compact_logps_trainer
+
     trainer_cls, engine = GRPOTrainer, None
+    if cfg.get("logprob_positions", "completion") == "completion":
+        trainer_cls = compact_logps_trainer(GRPOTrainer)
     if cfg.get("generation_backend") == "llama_cpp":
         from mentor.train.rollouts import llama_cpp_engine, llama_cpp_trainer
 
-        trainer_cls, engine = llama_cpp_trainer(GRPOTrainer), llama_cpp_engine(cfg, model)
+        trainer_cls, engine = llama_cpp_trainer(trainer_cls), llama_cpp_engine(cfg, model)
     trainer = trainer_cls(
         model=model,
         reward_funcs=funcs,

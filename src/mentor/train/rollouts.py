@@ -25,10 +25,14 @@ def llama_cpp_engine(cfg: Mapping[str, Any], model: Any) -> LlamaCppEngine:
     """The rollout engine of a training config's ``llama_cpp`` options for ``model`` (its GGUF
     lives in a temporary directory, in memory where /dev/shm exists, removed by ``close``)."""
     opts = dict(cfg.get("llama_cpp") or {})
-    limit = int(getattr(model.config, "max_position_embeddings", 0) or 8192)
+    g = cfg.get("grpo") or {}
+    # every completion of a generation batch decodes as its own sequence (TRL's default batch: the
+    # per-device batch x gradient accumulation steps)
+    n_seq = int(g.get("generation_batch_size") or int(g.get("per_device_train_batch_size") or 8)
+                * int(g.get("gradient_accumulation_steps") or 1))
     return LlamaCppEngine(template=opts.get("template") or bundled_gguf(), weight_type=opts.get("weight_type", "bf16"),
-                          n_ctx=min(limit, int(opts.get("n_ctx") or 4096)), n_threads=opts.get("n_threads"),
-                          seed=int(cfg.get("seed") or 0))
+                          n_ctx=int(opts.get("n_ctx") or 8192), n_threads=opts.get("n_threads"),
+                          seed=int(cfg.get("seed") or 0), n_seq=min(64, max(1, n_seq)))
 
 
 def _remaining(prompt: list[int], originals: list[list[int]], budget: int) -> int:
@@ -72,10 +76,9 @@ def llama_cpp_trainer(base: type) -> type:
                 self._turn_prompts = [list(p) for p in prompt_ids]
             sampling = sampling_of(self.generation_config)
             with profiling_context(self, "llama_cpp.generate"):
-                completion_ids = [
-                    engine.complete(ids, sampling, self.eos_token_ids, _remaining(list(ids), self._turn_prompts, budget))
-                    for ids in prompt_ids
-                ]
+                completion_ids = engine.complete_batch(
+                    prompt_ids, sampling, self.eos_token_ids,
+                    [_remaining(list(ids), self._turn_prompts, budget) for ids in prompt_ids])
             return completion_ids, None
 
     return LlamaCppGRPOTrainer

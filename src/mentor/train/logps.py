@@ -1,0 +1,88 @@
+"""Per-token log-probabilities of the completions only, on devices without Triton (issue #11).
+
+TRL 1.16 scores GRPO completions with a fused, chunked LM head (``add_fused_lm_head``). On
+CUDA/XPU it projects only the positions whose label is kept (the completion tokens); everywhere
+else it projects *every* position of prompt + completion through the 49k-token vocabulary and
+masks the prompt afterwards, "so that tile shapes do not change" (a concern of compiled
+backends, not of eager CPU). With mentor's ~420-token tool prompts and ~100-token completions
+that is ~4x the LM-head work in the policy forward, its backward and the reference pass: the
+profile of one bundled-default step (``benchmarks/bench_train.py``) had the LM head at ~55% of
+forward+backward.
+
+``compact_logps_trainer(GRPOTrainer)`` overrides ``_get_per_token_logps_and_entropies`` so that
+on such devices the backbone runs as before and TRL's own kernel (``ChunkedLogProbFunction``,
+same tiles, same fp32 accumulation) is applied to the kept positions only -- exactly TRL's
+CUDA path. The log-probabilities, entropies and gradients are the same numbers
+(``tests/test_train_logps.py``); anything the fast path does not cover (vision inputs, MoE aux
+loss, logit soft-capping or scaling, ``cast_lm_head_to_fp32``, Triton devices) goes to TRL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["compact_logps_trainer", "compact_supported"]
+
+#: text-config attributes that change the LM head's logits (TRL handles them; we defer to it)
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
+                     "logits_scaling")
+
+
+def compact_supported(model: Any, device: Any, cast_lm_head_to_fp32: bool = False) -> bool:
+    """Whether the compact path applies to ``model`` (a PreTrainedModel or PEFT model) on ``device``."""
+    from trl.kernels.chunked_logprob import _use_triton
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    text = base.config.get_text_config()
+    return (not _use_triton(device) and not cast_lm_head_to_fp32 and text is base.config
+            and not getattr(text, "output_router_logits", False)
+            and all(getattr(text, a, None) is None for a in _LOGIT_TRANSFORMS))
+
+
+def completion_logps(model: Any, input_ids: Any, attention_mask: Any, logits_to_keep: int, temperature: float,
+                     outputs: tuple[str, ...]) -> tuple[Any, Any]:
+    """Log-probabilities (and entropies if ``"entropy" in outputs``) of the last ``logits_to_keep``
+    tokens of each row, zero where ``attention_mask`` is 0: the backbone over the whole sequence,
+    the LM head over the kept, unmasked positions only."""
+    from trl.kernels.chunked_logprob import ChunkedLogProbFunction
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    hidden = hidden[:, -logits_to_keep - 1:-1]
+    labels = input_ids[:, -logits_to_keep:]
+    mask = attention_mask[:, -logits_to_keep:].bool()
+    head = base.get_output_embeddings()
+    per_token = ChunkedLogProbFunction.apply(hidden[mask], head.weight, head.bias, labels[mask], temperature,
+                                              _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, outputs)
+    logps, entropy = (None if x is None else x.new_zeros(mask.shape).masked_scatter(mask, x) for x in per_token[:2])
+    return logps, entropy
+
+
+def compact_logps_trainer(base: type) -> type:
+    """``base`` (TRL's ``GRPOTrainer`` or a subclass) scoring only completion positions on CPU."""
+
+    class CompactLogpsGRPOTrainer(base):  # type: ignore[misc, valid-type]
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                               batch_size=None, compute_entropy=False, compute_aux_loss=False,
+                                               **extra):
+            if (compute_aux_loss or any(v is not None for v in extra.values())
+                    or not compact_supported(model, input_ids.device, bool(self.args.cast_lm_head_to_fp32))):
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
+                    **extra)
+            import torch
+
+            batch_size = batch_size or input_ids.size(0)
+            outputs = ("log_probs", "entropy") if compute_entropy else ("log_probs",)
+            logps, entropies = [], []
+            for start in range(0, input_ids.size(0), batch_size):
+                rows = slice(start, start + batch_size)
+                with self.accelerator.autocast():
+                    lp, ent = completion_logps(model, input_ids[rows], attention_mask[rows], logits_to_keep,
+                                               self.temperature, outputs)
+                logps.append(lp)
+                entropies.append(ent)
+            return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
+
+    return CompactLogpsGRPOTrainer

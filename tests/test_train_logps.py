@@ -1,0 +1,74 @@
+"""The completion-only log-probabilities of mentor.train.logps (issue #11) against TRL's own fused
+LM head, on the bundled SmolLM2-135M student: same log-probs, same entropies, same gradients."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def _batch(tok, keep: int):
+    """Two left-padded prompts and right-padded completions of different lengths, as TRL builds them."""
+    prompts = [tok("What is 17 * 23 + 5? Use the tools.")["input_ids"], tok("Hi")["input_ids"]]
+    completions = [tok(" <tool_call>multiply(17, 23)</tool_call> then add 5")["input_ids"][:keep], tok(" 396")["input_ids"]]
+    width = max(map(len, prompts))
+    ids, mask = [], []
+    for p, c in zip(prompts, completions, strict=True):
+        pad_p, pad_c = width - len(p), keep - len(c)
+        ids.append([tok.pad_token_id] * pad_p + p + c + [tok.pad_token_id] * pad_c)
+        mask.append([0] * pad_p + [1] * (len(p) + len(c)) + [0] * pad_c)
+    return torch.tensor(ids), torch.tensor(mask)
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_completion_logps_equal_trls_fused_head(default_model_path, lora):
+    from trl.trainer.utils import add_fused_lm_head
+
+    from mentor.models import load_model, load_tokenizer
+    from mentor.train.logps import compact_supported, completion_logps
+
+    tok = load_tokenizer(default_model_path)
+    torch.manual_seed(0)
+    keep = 12
+    ids, mask = _batch(tok, keep)
+    results = []
+    for path in ("trl", "compact"):
+        model = load_model(default_model_path)
+        add_fused_lm_head(model, temperature=0.7, outputs=("log_probs", "entropy"))
+        if lora:
+            from peft import LoraConfig, get_peft_model
+
+            torch.manual_seed(0)  # the same random (non-zero) adapter for both paths
+            model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+        assert compact_supported(model, ids.device)
+        if path == "trl":
+            labels = ids.masked_fill(mask == 0, -100)
+            labels[:, :-keep] = -100
+            out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+            logps, ent = out.log_probs[:, -keep:], out.entropy[:, -keep:]
+        else:
+            logps, ent = completion_logps(model, ids, mask, keep, 0.7, ("log_probs", "entropy"))
+        (logps.sum() + 0.1 * ent.sum()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((logps.detach(), ent.detach(), grads))
+    (lp_a, ent_a, g_a), (lp_b, ent_b, g_b) = results
+    comp = mask[:, -keep:].bool()
+    assert comp.sum() < comp.numel()  # the second completion is padded: masked positions are scored 0
+    assert (lp_b[~comp] == 0).all() and (lp_a[~comp] == 0).all()
+    torch.testing.assert_close(lp_b, lp_a, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ent_b, ent_a, atol=1e-4, rtol=1e-4)
+    assert g_a.keys() == g_b.keys() and len(g_a) > (100 if lora else 200)
+    for name in g_a:
+        torch.testing.assert_close(g_b[name], g_a[name], atol=1e-5, rtol=1e-3, msg=name)
+
+
+def test_compact_path_defers_to_trl_where_it_does_not_apply(default_model_path):
+    from mentor.models import load_model
+    from mentor.train.logps import compact_supported
+
+    model = load_model(default_model_path)
+    assert compact_supported(model, torch.device("cpu"))
+    assert not compact_supported(model, torch.device("cpu"), cast_lm_head_to_fp32=True)
+    model.config.final_logit_softcapping = 30.0
+    assert not compact_supported(model, torch.device("cpu"))
