@@ -54,7 +54,8 @@ SETTINGS: dict[str, dict] = {
     # configs/cpu.yaml as it was before issue #11/#16: fp32 full fine-tuning, a reference model copy.
     # (TRL's CPU LM head over every prompt + completion position).
     "fp32-full": {"grpo": {"bf16": False, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1},
-                  "lora_grpo": False, "model_dtype": "float32", "logprob_positions": "all"},
+                  "lora_grpo": False, "model_dtype": "float32", "logprob_positions": "all",
+                  "share_prompt_forward": False},
     # configs/cpu.yaml as shipped now, micro-batches of 2 as in configs/pipeline/cpu.yaml.
     "cpu": {"grpo": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2}},
     # the speed levers of issue #11 together: LoRA GRPO on a bf16 base, bf16 autocast

@@ -1,5 +1,6 @@
 """The completion-only log-probabilities of mentor.train.logps (issue #11) against TRL's own fused
-LM head, on the bundled SmolLM2-135M student: same log-probs, same entropies, same gradients."""
+LM head, on the bundled SmolLM2-135M student: same log-probs, same entropies, same gradients --
+also when the rollouts of one question run their shared prompt once."""
 
 from __future__ import annotations
 
@@ -9,20 +10,23 @@ torch = pytest.importorskip("torch")
 
 
 def _batch(tok, keep: int):
-    """Two left-padded prompts and right-padded completions of different lengths, as TRL builds them."""
-    prompts = [tok("What is 17 * 23 + 5? Use the tools.")["input_ids"], tok("Hi")["input_ids"]]
-    completions = [tok(" <tool_call>multiply(17, 23)</tool_call> then add 5")["input_ids"][:keep], tok(" 396")["input_ids"]]
-    width = max(map(len, prompts))
+    """Three left-padded prompts -- two rollouts of one question, one of another -- and
+    right-padded completions of different lengths, as TRL builds a micro-batch."""
+    q1, q2 = tok("What is 17 * 23 + 5? Use the tools.")["input_ids"], tok("Hi")["input_ids"]
+    rows = [(q1, tok(" <tool_call>multiply(17, 23)</tool_call> then add 5")["input_ids"][:keep]),
+            (q2, tok(" 396")["input_ids"]), (q1, tok(" 17 * 23 = 391, plus 5 is 396")["input_ids"][:keep])]
+    width = max(len(p) for p, _ in rows)
     ids, mask = [], []
-    for p, c in zip(prompts, completions, strict=True):
+    for p, c in rows:
         pad_p, pad_c = width - len(p), keep - len(c)
         ids.append([tok.pad_token_id] * pad_p + p + c + [tok.pad_token_id] * pad_c)
         mask.append([0] * pad_p + [1] * (len(p) + len(c)) + [0] * pad_c)
     return torch.tensor(ids), torch.tensor(mask)
 
 
-@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_completion_logps_equal_trls_fused_head(default_model_path, lora):
+@pytest.mark.parametrize(("lora", "share"), [(False, False), (True, False), (False, True), (True, True)],
+                         ids=["full", "lora", "full-shared-prompt", "lora-shared-prompt"])
+def test_completion_logps_equal_trls_fused_head(default_model_path, lora, share):
     from trl.trainer.utils import add_fused_lm_head
 
     from mentor.models import load_model, load_tokenizer
@@ -48,19 +52,24 @@ def test_completion_logps_equal_trls_fused_head(default_model_path, lora):
             out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
             logps, ent = out.log_probs[:, -keep:], out.entropy[:, -keep:]
         else:
-            logps, ent = completion_logps(model, ids, mask, keep, 0.7, ("log_probs", "entropy"))
+            logps, ent = completion_logps(model, ids, mask, keep, 0.7, ("log_probs", "entropy"), share_prompt=share)
         (logps.sum() + 0.1 * ent.sum()).backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         results.append((logps.detach(), ent.detach(), grads))
     (lp_a, ent_a, g_a), (lp_b, ent_b, g_b) = results
     comp = mask[:, -keep:].bool()
     assert comp.sum() < comp.numel()  # the second completion is padded: masked positions are scored 0
+    if share:
+        from mentor.train.logps import _prompt_groups
+
+        rows, inverse = _prompt_groups(ids, mask, ids.size(1) - keep)
+        assert rows.tolist() == [0, 1] and inverse.tolist() == [0, 1, 0]
     assert (lp_b[~comp] == 0).all() and (lp_a[~comp] == 0).all()
     torch.testing.assert_close(lp_b, lp_a, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(ent_b, ent_a, atol=1e-4, rtol=1e-4)
     assert g_a.keys() == g_b.keys() and len(g_a) > (100 if lora else 200)
     for name in g_a:
-        torch.testing.assert_close(g_b[name], g_a[name], atol=1e-5, rtol=1e-3, msg=name)
+        torch.testing.assert_close(g_b[name], g_a[name], atol=5e-5, rtol=2e-3, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_compact_path_defers_to_trl_where_it_does_not_apply(default_model_path):

@@ -110,6 +110,10 @@ MENTOR_DEFAULTS: dict[str, Any] = {
     # (mentor.train.logps: only the completion tokens, as TRL does on CUDA; the same numbers) or
     # "all" (TRL's CPU path: every prompt + completion position, the prompt masked afterwards).
     "logprob_positions": "completion",
+    # With logprob_positions "completion": the rollouts of one question in a micro-batch run their
+    # common prompt through the model once, their completions on its keys/values (the same
+    # numbers, tests/test_train_logps.py). Pays with per_device_train_batch_size >= num_generations.
+    "share_prompt_forward": True,
 }
 #: mentor keys that change the training algorithm or numerics (printed in the run header).
 SPEED_KEYS = ("lora_grpo", "model_dtype", "generation_backend")

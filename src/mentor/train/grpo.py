@@ -64,6 +64,8 @@ def speed_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "gradient_accumulation_steps": g.get("gradient_accumulation_steps", 1),
         "gradient_checkpointing": bool(g.get("gradient_checkpointing", False)),
         "logprob_positions": str(cfg.get("logprob_positions") or "completion"),
+        "share_prompt_forward": bool(cfg.get("share_prompt_forward", True))
+        and (cfg.get("logprob_positions") or "completion") == "completion",
         "generation_backend": ("vllm" if g.get("use_vllm") else str(cfg.get("generation_backend") or "transformers")),
         **({"llama_cpp_weight_type": (cfg.get("llama_cpp") or {}).get("weight_type", "bf16")}
            if cfg.get("generation_backend") == "llama_cpp" else {}),
@@ -177,7 +179,7 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
 
     trainer_cls, engine = GRPOTrainer, None
     if cfg.get("logprob_positions", "completion") == "completion":
-        trainer_cls = compact_logps_trainer(GRPOTrainer)
+        trainer_cls = compact_logps_trainer(GRPOTrainer, share_prompt=bool(cfg.get("share_prompt_forward", True)))
     if cfg.get("generation_backend") == "llama_cpp":
         from mentor.train.rollouts import llama_cpp_engine, llama_cpp_trainer
 
