@@ -49,30 +49,40 @@ REPO = Path(__file__).resolve().parents[1]
 WORKLOAD = {"num_generations": 4, "max_completion_length": 160, "max_tool_calling_iterations": 4,
             "learning_rate": 2e-5, "save_steps": 100000}
 
-#: Named settings: config overrides on top of configs/cpu.yaml + WORKLOAD.
+#: configs/cpu.yaml as it was when issue #11 was filed ("today's" baseline): fp32 full fine-tuning
+#: with a reference model copy (beta 0.001), TRL's generate, TRL's CPU LM head over every prompt +
+#: completion position, one micro-batch of the group.
+BEFORE = {"lora_grpo": False, "model_dtype": "float32", "generation_backend": "transformers",
+          "logprob_positions": "all", "share_prompt_forward": False,
+          "grpo": {"bf16": False, "beta": 0.001, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}}
+
+
+def _on_before(**changes: dict) -> dict:
+    import copy
+
+    out = copy.deepcopy(BEFORE)
+    for k, v in changes.items():
+        out[k] = {**out.get(k, {}), **v} if isinstance(v, dict) and k == "grpo" else v
+    return out
+
+
+_LORA_BF16 = {"lora_grpo": True, "model_dtype": "bfloat16"}
+#: Named settings: config overrides on top of configs/cpu.yaml + WORKLOAD (each one complete, so that
+#: a change of configs/cpu.yaml does not change what the others measure).
 SETTINGS: dict[str, dict] = {
-    # configs/cpu.yaml as it was before issue #11/#16: fp32 full fine-tuning, a reference model copy.
-    # (TRL's CPU LM head over every prompt + completion position).
-    "fp32-full": {"grpo": {"bf16": False, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1},
-                  "lora_grpo": False, "model_dtype": "float32", "logprob_positions": "all",
-                  "share_prompt_forward": False},
-    # configs/cpu.yaml as shipped now, micro-batches of 2 as in configs/pipeline/cpu.yaml.
-    "cpu": {"grpo": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2}},
-    # the speed levers of issue #11 together: LoRA GRPO on a bf16 base, bf16 autocast
-    "lora-bf16": {"lora_grpo": True, "model_dtype": "bfloat16",
-                  "grpo": {"bf16": True, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
-    # llama.cpp rollouts (weights synced each step) with LoRA GRPO on a bf16 base and bf16 autocast
-    "llama-lora-bf16": {"generation_backend": "llama_cpp", "lora_grpo": True, "model_dtype": "bfloat16",
-                        "grpo": {"bf16": True, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
-    # the same with the synced GGUF's matrices in q8_0 (half of bf16's bytes per decoded token)
-    "llama-q8-lora-bf16": {"generation_backend": "llama_cpp", "llama_cpp": {"weight_type": "q8_0"}, "lora_grpo": True,
-                           "model_dtype": "bfloat16",
-                           "grpo": {"bf16": True, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
-    # llama.cpp rollouts alone (fp32 full fine-tuning as fp32-full)
-    "llama-fp32-full": {"generation_backend": "llama_cpp", "lora_grpo": False, "model_dtype": "float32",
-                        "grpo": {"bf16": False, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
-    # bf16 autocast alone (full fine-tuning, float32 master weights)
-    "bf16-autocast": {"grpo": {"bf16": True, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
+    "fp32-full": _on_before(),
+    # configs/cpu.yaml as shipped now (issue #11: llama.cpp q8_0 rollouts, LoRA on a bf16 base, bf16
+    # autocast, completion-only LM head, shared prompt forward, beta 0), the group in one micro-batch.
+    "cpu": {"grpo": {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}},
+    # the levers one by one on top of the baseline
+    "completion-logps": _on_before(logprob_positions="completion"),
+    "lora-bf16": _on_before(**_LORA_BF16, logprob_positions="completion", grpo={"bf16": True}),
+    "llama-lora-bf16": _on_before(**_LORA_BF16, generation_backend="llama_cpp", logprob_positions="completion",
+                                  grpo={"bf16": True}),
+    "llama-q8-lora-bf16": _on_before(**_LORA_BF16, generation_backend="llama_cpp", llama_cpp={"weight_type": "q8_0"},
+                                     logprob_positions="completion", grpo={"bf16": True}),
+    "llama-fp32-full": _on_before(generation_backend="llama_cpp", logprob_positions="completion"),
+    "bf16-autocast": _on_before(grpo={"bf16": True}),
 }
 __doc__ += "".join(f"\n- ``{k}``: {json.dumps(v) if v else 'configs/cpu.yaml as shipped'}" for k, v in SETTINGS.items())
 

@@ -159,7 +159,39 @@ def test_template_mismatch_is_a_clear_error(tmp_path):
     w = GGUFWeights(tmp_path / "x.gguf", bundled_gguf(), "bf16")
     with pytest.raises(LlamaCppError, match="do not fit the GGUF template.*convert_hf_to_gguf"):
         w.write(gguf_tensors(state, cfg))
+    with pytest.raises(LlamaCppError, match=r"vocabulary \(256 tokens\) is not the tokenizer of the GGUF template"):
+        w.write(gguf_tensors(state, cfg), cfg)
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_a_template_of_another_size_lends_its_tokenizer(tmp_path, tiny_model_dir):
+    """A model of another size with the template's tokenizer (the suite's 2-layer Llama with the
+    SmolLM2 tokenizer): the export takes its hyperparameters from the model's config, and llama.cpp
+    decodes it greedily as transformers does."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mentor.models import load_tokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():  # larger weights than the fixture's init: greedy text that varies
+        for p in model.parameters():
+            p.normal_(0, 1.0) if p.ndim == 2 else None
+    tok = load_tokenizer(tiny_model_dir)
+    ids = tok("Hello there, how are", add_special_tokens=False)["input_ids"]
+    engine = LlamaCppEngine(template=bundled_gguf(), weight_type="f32", gguf_path=tmp_path / "m.gguf", n_seq=2)
+    try:
+        engine.sync(model, step=0)
+        got = engine.complete(ids, Sampling(temperature=0.0, max_new_tokens=10), [])
+    finally:
+        engine.close()
+    want = _hf_greedy(model, ids, 10)
+    with torch.no_grad():  # compare up to the first (near-)tie of transformers' top two logits
+        margins = [float((lambda v: v[0] - v[1])(model(torch.tensor([ids + want[:i]])).logits[0, -1].topk(2).values))
+                   for i in range(len(want))]
+    k = next((i for i, m in enumerate(margins) if m < 1e-3), len(want))
+    assert k >= 3 and got[:k] == want[:k] and len(set(want[:k])) >= 3, (got, want, margins)
 
 
 @pytest.mark.slow

@@ -53,10 +53,11 @@ def _permute(w: Any, n_head: int) -> Any:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
 
 
-def effective_state_dict(model: Any) -> dict[str, Any]:
+def effective_state_dict(model: Any, adapted_only: bool = False) -> dict[str, Any]:
     """The weights ``model`` computes with, as float32 CPU tensors under plain HF names: for a PEFT
     model each LoRA layer's ``base + delta`` (the adapter is not merged into the model, so
-    training continues unchanged), without the adapter's own parameters."""
+    training continues unchanged), without the adapter's own parameters. ``adapted_only``: only
+    the LoRA layers' weights (the rest of a PEFT model is frozen)."""
     import torch
 
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -72,6 +73,8 @@ def effective_state_dict(model: Any) -> dict[str, Any]:
                     if adapter in getattr(mod, "lora_A", {}):
                         w = w + mod.get_delta_weight(adapter).float()
             state[f"{name}.weight"] = w
+        if adapted_only and state:
+            return state
         for name, p in inner.state_dict().items():
             if "lora_" in name or ".base_layer." in name or name in state:
                 continue
@@ -148,6 +151,30 @@ def sweep_stale(where: Path) -> list[Path]:
     return removed
 
 
+def _hparams(config: Any, arch: str) -> dict[str, Any]:
+    """GGUF hyperparameters of a llama-family HF ``config`` (convert_hf_to_gguf.py's keys)."""
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    rope = getattr(config, "rope_theta", None) or (getattr(config, "rope_parameters", None) or {}).get("rope_theta")
+    out = {f"{arch}.context_length": config.max_position_embeddings, f"{arch}.embedding_length": config.hidden_size,
+           f"{arch}.block_count": config.num_hidden_layers, f"{arch}.feed_forward_length": config.intermediate_size,
+           f"{arch}.attention.head_count": heads,
+           f"{arch}.attention.head_count_kv": getattr(config, "num_key_value_heads", None) or heads,
+           f"{arch}.attention.layer_norm_rms_epsilon": config.rms_norm_eps, f"{arch}.rope.dimension_count": head_dim,
+           f"{arch}.vocab_size": config.vocab_size}
+    if rope is not None:
+        out[f"{arch}.rope.freq_base"] = float(rope)
+    return out
+
+
+def _resized(shapes: Mapping[str, tuple[int, ...]], tensors: Mapping[str, Any], blocks: int) -> dict[str, tuple]:
+    """The template's tensor list for ``blocks`` layers (its per-layer tensors repeated) with the
+    shapes of ``tensors``: a template of another size lends its names and order, not its shapes."""
+    per_block = [n[len("blk.0."):] for n in shapes if n.startswith("blk.0.")]
+    names = [n for n in shapes if not n.startswith("blk.")] + [f"blk.{i}.{n}" for i in range(blocks) for n in per_block]
+    return {n: tuple(tensors[n].shape) if n in tensors else () for n in names}
+
+
 @dataclass
 class _Slot:
     offset: int
@@ -164,10 +191,17 @@ class GGUFWeights:
         self.path, self.template, self.weight_type = Path(path), Path(template), weight_type
         self._slots: dict[str, _Slot] = {}
 
-    def write(self, tensors: Mapping[str, Any]) -> Path:
-        """Write ``tensors`` (from ``gguf_tensors``): the whole file the first time, then in place."""
+    @property
+    def written(self) -> bool:
+        return bool(self._slots)
+
+    def write(self, tensors: Mapping[str, Any], config: Any = None) -> Path:
+        """Write ``tensors`` (from ``gguf_tensors``): the whole file the first time (every tensor),
+        then in place (any subset: those that changed). ``config`` (the HF config) overrides the
+        template's hyperparameters when they differ: a template then only lends its tokenizer
+        (e.g. the bundled SmolLM2's for any size of model with that tokenizer)."""
         if not self._slots:
-            self._write_new(tensors)
+            self._write_new(tensors, config)
         else:
             self._overwrite(tensors)
         return self.path
@@ -186,10 +220,19 @@ class GGUFWeights:
         shapes = {t.name: tuple(int(x) for x in reversed(t.shape)) for t in reader.tensors}
         return arch, kv, shapes
 
-    def _write_new(self, tensors: Mapping[str, Any]) -> None:
+    def _write_new(self, tensors: Mapping[str, Any], config: Any = None) -> None:
         import gguf
 
         arch, kv, shapes = self._template_fields()
+        hp = _hparams(config, arch) if config is not None else {}
+        vocab = next((len(val) for key, val, _, _ in kv if key == "tokenizer.ggml.tokens"), None)
+        if hp and vocab is not None and hp[f"{arch}.vocab_size"] != vocab:
+            raise LlamaCppError(f"the model's vocabulary ({hp[f'{arch}.vocab_size']} tokens) is not the tokenizer of "
+                                f"the GGUF template {self.template} ({vocab}); give llama_cpp.template a GGUF of this "
+                                "model (llama.cpp's convert_hf_to_gguf.py)")
+        if any(v != val for key, val, _, _ in kv for k, v in hp.items() if k == key):
+            kv = [(key, hp.get(key, val), vtype, sub) for key, val, vtype, sub in kv]
+            shapes = _resized(shapes, tensors, hp[f"{arch}.block_count"])
         missing = sorted(set(shapes) - set(tensors))
         extra = sorted(set(tensors) - set(shapes))
         bad = sorted(n for n in set(shapes) & set(tensors) if tuple(tensors[n].shape) != shapes[n])
@@ -220,8 +263,12 @@ class GGUFWeights:
         tmp.replace(self.path)
 
     def _overwrite(self, tensors: Mapping[str, Any]) -> None:
+        unknown = sorted(set(tensors) - set(self._slots))
+        if unknown:
+            raise LlamaCppError(f"{self.path}: no tensors {unknown[:3]} in the file written first")
         with open(self.path, "r+b") as f:
-            for name, slot in self._slots.items():
+            for name in tensors:
+                slot = self._slots[name]
                 data, _ = _encode(tensors[name], self.weight_type)
                 if data.nbytes != slot.nbytes:
                     raise LlamaCppError(f"{name}: {data.nbytes} bytes to write into a {slot.nbytes}-byte slot")
@@ -290,9 +337,11 @@ class LlamaCppEngine:
 
     def sync(self, model: Any, step: int | None = None) -> None:
         """Export ``model``'s current weights and load them into llama.cpp."""
-        tensors = gguf_tensors(effective_state_dict(model), _config(model))
+        # a PEFT model trains only its LoRA layers: after the first export only those are rewritten
+        frozen_rest = self.weights.written and hasattr(model, "get_base_model")
+        tensors = gguf_tensors(effective_state_dict(model, adapted_only=frozen_rest), _config(model))
         self.close(keep_file=True)
-        self.weights.write(tensors)
+        self.weights.write(tensors, _config(model))
         self._load()
         self.synced_step = step
 
@@ -303,9 +352,11 @@ class LlamaCppEngine:
 
         set_verbose(False)
         mp = llama_cpp.llama_model_default_params()
-        mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE  # read into memory: the file is overwritten by the next sync
+        mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP  # closed before the next sync overwrites the file
         self._model = _internals.LlamaModel(path_model=str(self.weights.path), params=mp, verbose=False)
         cp = llama_cpp.llama_context_default_params()
+        # one KV cache for all sequences (shared prefixes share cells), no longer than the model's context
+        self.n_ctx = min(self.n_ctx, int(llama_cpp.llama_model_n_ctx_train(self._model.model)) or self.n_ctx)
         cp.n_ctx, cp.n_batch, cp.n_ubatch = self.n_ctx, self.n_batch, self.n_batch
         cp.n_seq_max, cp.kv_unified = self.n_seq, True
         cp.n_threads = cp.n_threads_batch = self.n_threads
