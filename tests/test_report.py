@@ -240,3 +240,28 @@ def test_report_shows_each_methods_training_settings(tmp_path):
     assert "## Training settings" in md
     assert "| mentor | True | llama_cpp | 0.001 |" in md
     assert json.loads(rep["json"].read_text())["training"] == {"mentor": opts}
+
+
+def test_steps_with_reward_variance_are_counted_per_rl_method(tmp_path):
+    """Issue #11 part 5: the summary says in how many GRPO steps a group's rewards differed (the
+    other steps had zero advantages and left the weights alone); the terminal table says it too."""
+    import json
+
+    from rich.console import Console
+
+    from mentor.analysis.report import reward_variance_steps
+    from mentor.display import summary_table
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in [
+        {"step": 1, "reward": 0.0, "reward_std": 0.0, "frac_reward_zero_std": 1.0},
+        {"step": 2, "reward": 0.5, "reward_std": 0.3, "frac_reward_zero_std": 0.5},
+        {"step": 3, "reward": 0.2, "reward_std": 0.1},  # a log from before frac_reward_zero_std was recorded
+        {"step": 4, "reward": 0.0, "reward_std": 0.0},
+    ]) + "\n")
+    assert reward_variance_steps(log) == {"rl_steps": 4, "steps_with_reward_variance": 2}
+    assert reward_variance_steps(tmp_path / "none.jsonl") == {}
+    console = Console(width=200, record=True)
+    console.print(summary_table({"sft": {"in_domain_accuracy": 0.5},
+                                 "mentor": {"in_domain_accuracy": 0.5, "rl_steps": 4, "steps_with_reward_variance": 2}}))
+    assert "GRPO steps with reward variance: mentor 2/4" in console.export_text()

@@ -80,7 +80,7 @@ def test_estimate_over_available_memory_stops_before_compute(tmp_path, default_m
     tok = load_tokenizer("smollm2-135m")
     cfg = C.resolve(None)
     est = check_grpo_memory(cfg, tok, refs, None, available=64 * 10**9)
-    assert est["total"] < PEAK_BOUND_GB * 1e9  # the shipped CPU config is estimated under the bound
+    assert est["total"] < 12e9  # the shipped CPU config: a conservative estimate (the measured peak: below)
     # The pre-#16 default (fp32 full fine-tuning, 8 completions in one micro-batch) is not.
     old = C.merge(cfg, {"lora_grpo": False, "model_dtype": "float32",
                         "grpo": {"bf16": False, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}})

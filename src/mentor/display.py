@@ -421,4 +421,8 @@ def summary_table(summary: Mapping[str, Mapping[str, Any]], title: str = "MENTOR
         table.add_column(k.replace("_", " "), justify="right")
     for m, row in summary.items():
         table.add_row(m, *("-" if row.get(k) is None else f"{row[k]:.3f}" for k in SUMMARY_KEYS))
+    varied = [f"{m} {row['steps_with_reward_variance']}/{row['rl_steps']}" for m, row in summary.items()
+              if row.get("rl_steps")]
+    if varied:  # GRPO learns only from groups whose rollouts' rewards differ
+        table.caption = "GRPO steps with reward variance: " + ", ".join(varied)
     return table

@@ -165,6 +165,29 @@ def summary_row(results: Sequence[tuple[str, Mapping[str, Any]]], teacher: Count
         "alignment_score": alignment_score(teacher, student) if teacher is not None and student is not None else None,
         **task_summary_columns([res for _, res in results]),
     }
+def _variance_column(log: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The report's "steps with reward variance" cell of one GRPO run's log."""
+    steps = [r for r in log if "reward" in r]
+    return {"steps with reward variance": f"{sum(_varied(r) for r in steps)}/{len(steps)}"} if steps else {}
+
+
+def _varied(r: Mapping[str, Any]) -> bool:
+    frac = r.get("frac_reward_zero_std")
+    return frac < 1.0 if frac is not None else (r.get("reward_std") or 0.0) > 0.0
+
+
+def reward_variance_steps(metrics: Path) -> dict[str, int]:
+    """``rl_steps`` and ``steps_with_reward_variance`` of a GRPO run's ``metrics.jsonl``: the
+    steps in which at least one group's rollouts got different rewards (TRL's
+    ``frac_reward_zero_std`` < 1; older logs: ``reward_std`` > 0). In the others every advantage
+    was zero and the weights did not move. Empty when there is no log."""
+    if not metrics.exists():
+        return {}
+    recs = [json.loads(x) for x in metrics.read_text(encoding="utf-8").splitlines() if x.strip()]
+    recs = [r for r in recs if "reward" in r]
+    return {"rl_steps": len(recs), "steps_with_reward_variance": sum(_varied(r) for r in recs)}
+
+
 _INVALID_KEYS = ("invalid_call_rate", "tools/invalid_call_rate", "invalid_tool_call_rate")
 _USAGE_KEYS = ("tool_usage_rate", "tools/usage_rate", "usage_rate")
 
@@ -492,7 +515,7 @@ def build_report(
         keys = list(next(iter(summary.values())).keys())
         rows = [[m, *("-" if v.get(k) is None else f"{v[k]:.3f}" for k in keys)] for m, v in summary.items()]
         tables.insert(0, ("Summary (summary.json)", ["method", *(k.replace("_", " ") for k in keys)], rows))
-    trained = {m: md.training for m, md in data.items() if md.training}
+    trained = {m: {**md.training, **_variance_column(md.train_log)} for m, md in data.items() if md.training}
     if trained:
         keys = list(dict.fromkeys(k for t in trained.values() for k in t))
         tables.append(("Training settings (speed/memory options; the paper: full fine-tuning, transformers/vLLM "

@@ -19,7 +19,7 @@ import yaml
 from filelock import FileLock
 from rich.console import Console
 
-from mentor.analysis.report import build_report, summary_row, teacher_distribution
+from mentor.analysis.report import build_report, reward_variance_steps, summary_row, teacher_distribution
 from mentor.data.datasets import Question, load_questions
 from mentor.display import LiveAccuracy, RunDisplay, StageRow, logged_stage, stage_log, terminal_console, trainer_display
 from mentor.eval.benchmarks import load_benchmark
@@ -358,7 +358,11 @@ class Pipeline:
         results = {m: self._tool_results(m) for m in self.config.reported}
         dist = teacher_distribution(self.config.eval.alignment_source, self.references_path,
                                     [res for _, res in results.get(TEACHER, [])])
-        return {m: summary_row(rs, dist.counts) for m, rs in results.items()}
+        rows = {m: summary_row(rs, dist.counts) for m, rs in results.items()}
+        for m in self.config.train.rl_methods:
+            if m in rows:
+                rows[m].update(reward_variance_steps(self.model_dir(m) / "metrics.jsonl"))
+        return rows
 
     def _tool_results(self, method: str) -> list[tuple[str, dict[str, Any]]]:
         """The method's tool-enabled results that exist, each tagged in_domain / out_of_domain."""

@@ -91,6 +91,8 @@ def with_tool_metrics(func: Callable[..., list[float]], clock: Clock | None = No
 RECORD_KEYS = {
     "reward": "reward",
     "reward_std": "reward_std",
+    # the share of groups whose rollouts all got the same reward (zero advantage: no update from them)
+    "frac_reward_zero_std": "frac_reward_zero_std",
     "kl": "kl",
     "clip_fraction": "clip_ratio/region_mean",
     "completion_length": "completions/mean_length",

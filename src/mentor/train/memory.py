@@ -54,7 +54,7 @@ def model_shape(model_dir: str) -> dict[str, int]:
     kv = cfg.get("num_key_value_heads", heads)
     head_dim = cfg.get("head_dim") or hidden // heads
     params = layers * (4 * hidden * hidden * (heads + kv) // (2 * heads) + 3 * hidden * inter) + vocab * hidden
-    return {"hidden": hidden, "inter": inter, "layers": layers, "vocab": vocab, "kv_dim": kv * head_dim,
+    return {"hidden": hidden, "inter": inter, "layers": layers, "vocab": vocab, "kv_dim": kv * head_dim, "heads": heads,
             "params": params, "tied": int(cfg.get("tie_word_embeddings", True))}
 
 
@@ -69,19 +69,29 @@ def estimate_grpo_peak(shape: Mapping[str, int], cfg: Mapping[str, Any], prompt_
     abytes = 4
     lora_factor = 1.4 if (lora or g.get("bf16")) else 1.0
     p = shape["params"]
-    seq = prompt_tokens + int(g.get("max_completion_length") or 256)
+    completion = int(g.get("max_completion_length") or 256)
+    seq = prompt_tokens + completion
     micro = int(g.get("per_device_train_batch_size") or 8)
     gen_batch = micro * int(g.get("steps_per_generation") or g.get("gradient_accumulation_steps") or 1)
     per_token = shape["layers"] * (ACT_HIDDEN * shape["hidden"] + ACT_INTER * shape["inter"]) * abytes * lora_factor
     if g.get("gradient_checkpointing") or g.get("activation_checkpointing"):
         per_token = shape["layers"] * shape["hidden"] * abytes * 2 + per_token // shape["layers"]
+    tokens, attention = micro * seq, 0
+    if cfg.get("share_prompt_forward", True) and (cfg.get("logprob_positions") or "completion") == "completion":
+        # mentor.train.logps: each distinct prompt of a micro-batch once (at most one per question of
+        # the generation batch), the completions on top; its eager attention keeps the
+        # completions' attention scores and weights (fp32, and a bf16 copy under autocast) for the
+        # backward (calibrated: a 4-completion micro-batch of the 12-tool prompt peaked at 10.96 GB)
+        prompts = min(micro, -(-gen_batch // int(g.get("num_generations") or 8)))
+        tokens = prompts * prompt_tokens + micro * completion
+        attention = micro * shape.get("heads", 1) * completion * seq * shape["layers"] * (8 + abytes)
     out = {
         "runtime": RUNTIME_BYTES,
         "weights": p * wbytes,
         # full FT: fp32 grads + AdamW moments (+ a reference copy when beta > 0); LoRA: ~1% of that
         "optimizer": (0.05 if lora else 1.0) * p * 12,
         "reference": p * wbytes if (g.get("beta") and not lora) else 0,
-        "activations": micro * seq * per_token,
+        "activations": tokens * per_token + attention,
         "generation": gen_batch * seq * shape["layers"] * 2 * shape["kv_dim"] * abytes
         + gen_batch * shape["vocab"] * 4 * 4,  # KV cache + sampling logits
     }
