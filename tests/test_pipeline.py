@@ -140,9 +140,13 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     assert {p.stem for p in (out / "logs").glob("*.log")} >= {"sparse", "mentor", "eval", "report"}
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary) == ["teacher", "vanilla", "sft", "sparse", "mentor"]
-    for row in summary.values():
-        assert set(row) == {"in_domain_accuracy", "out_of_domain_accuracy", "invalid_call_rate", "tool_usage_rate", "alignment_score"}
+    for method, row in summary.items():
+        rl = {"rl_steps", "steps_with_reward_variance"} if method in ("sparse", "mentor") else set()
+        assert set(row) == {"in_domain_accuracy", "out_of_domain_accuracy", "invalid_call_rate", "tool_usage_rate",
+                            "alignment_score"} | rl
         assert 0 <= row["in_domain_accuracy"] <= 1 and 0 <= row["alignment_score"] <= 1
+        if rl:  # issue #11 part 5: how many GRPO steps had reward variance (1 step here)
+            assert row["rl_steps"] == 1 and row["steps_with_reward_variance"] in (0, 1)
     # the summary is computed from the eval records
     res = json.loads((out / "eval" / "mentor" / "synthetic_test.json").read_text())
     assert summary["mentor"]["in_domain_accuracy"] == sum(r["correct"] for r in res["records"]) / len(res["records"])

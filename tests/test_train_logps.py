@@ -81,3 +81,19 @@ def test_compact_path_defers_to_trl_where_it_does_not_apply(default_model_path):
     assert not compact_supported(model, torch.device("cpu"), cast_lm_head_to_fp32=True)
     model.config.final_logit_softcapping = 30.0
     assert not compact_supported(model, torch.device("cpu"))
+
+
+def test_shared_prompt_falls_back_under_gradient_checkpointing(default_model_path):
+    """With gradient checkpointing a model keeps no cache in training (the GPU configs): the shared
+    prompt path runs one pass over the sequence instead, with the same numbers."""
+    from mentor.models import load_model, load_tokenizer
+    from mentor.train.logps import completion_logps
+
+    tok = load_tokenizer(default_model_path)
+    ids, mask = _batch(tok, 12)
+    model = load_model(default_model_path)
+    want, _ = completion_logps(model, ids, mask, 12, 1.0, ("log_probs",))
+    model.gradient_checkpointing_enable()
+    model.train()
+    got, _ = completion_logps(model, ids, mask, 12, 1.0, ("log_probs",), share_prompt=True)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

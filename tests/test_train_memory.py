@@ -64,9 +64,10 @@ def test_default_config_grpo_step_peak_rss_under_bound(tmp_path, default_model_p
     assert [x["step"] for x in recs] == [1]
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     opts = meta["speed_options"]  # recorded for the report: what departs from the paper's algorithm
-    assert opts["lora_grpo"] is False and opts["per_device_train_batch_size"] == 1
+    assert opts["lora_grpo"] is True and opts["generation_backend"] == "llama_cpp"
+    assert opts["per_device_train_batch_size"] == 1 and opts["beta"] == 0.0
     header = (tmp_path / "run" / "logs" / "grpo.log").read_text()  # the run header goes to the command's log
-    assert "lora_grpo=False" in header and "gradient_accumulation_steps=8" in header
+    assert "lora_grpo=True" in header and "gradient_accumulation_steps=8" in header
     assert (tmp_path / "run" / "final" / "config.json").exists()
 
 
@@ -82,7 +83,8 @@ def test_estimate_over_available_memory_stops_before_compute(tmp_path, default_m
     est = check_grpo_memory(cfg, tok, refs, None, available=64 * 10**9)
     assert est["total"] < 12e9  # the shipped CPU config: a conservative estimate (the measured peak: below)
     # The pre-#16 default (fp32 full fine-tuning, 8 completions in one micro-batch) is not.
-    old = C.merge(cfg, {"lora_grpo": False, "model_dtype": "float32",
+    old = C.merge(cfg, {"lora_grpo": False, "model_dtype": "float32", "logprob_positions": "all",
+                        "share_prompt_forward": False,
                         "grpo": {"bf16": False, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}})
     with pytest.raises(MemoryBudgetError, match="per_device_train_batch_size"):
         check_grpo_memory(old, tok, refs, None, available=12 * 10**9)

@@ -62,10 +62,12 @@ def _completion_hidden(base: Any, input_ids: Any, attention_mask: Any, keep: int
     autograd history) are gathered for every row of the group and the completions run on top,
     the same positions and masks as one pass over the whole sequence."""
     width = input_ids.size(1) - keep
-    groups = _prompt_groups(input_ids, attention_mask, width) if share_prompt and width > 0 else None
+    # with gradient checkpointing in training the model keeps no cache: one pass over the sequence
+    checkpointing = base.training and getattr(base, "is_activation_checkpointing",
+                                              getattr(base, "is_gradient_checkpointing", False))
+    groups = _prompt_groups(input_ids, attention_mask, width) if share_prompt and width > 0 and not checkpointing else None
     if groups is None:
-        out = base.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        return out.last_hidden_state[:, -keep - 1:-1]
+        return _full_hidden(base, input_ids, attention_mask, keep)
     import torch
 
     rows, inverse = groups
@@ -76,12 +78,19 @@ def _completion_hidden(base: Any, input_ids: Any, attention_mask: Any, keep: int
         head = base.base_model(input_ids=input_ids[rows, :width], attention_mask=attention_mask[rows, :width],
                                use_cache=True)
         cache = head.past_key_values
+        if cache is None:  # a model that keeps no cache in training: one pass over the sequence
+            return _full_hidden(base, input_ids, attention_mask, keep)
         cache.batch_select_indices(inverse)
         tail = base.base_model(input_ids=input_ids[:, width:], attention_mask=attention_mask, past_key_values=cache,
                                use_cache=True)
     finally:
         config._attn_implementation = impl
     return torch.cat([head.last_hidden_state[inverse, -1:], tail.last_hidden_state[:, :-1]], 1)
+
+
+def _full_hidden(base: Any, input_ids: Any, attention_mask: Any, keep: int) -> Any:
+    out = base.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    return out.last_hidden_state[:, -keep - 1:-1]
 
 
 def completion_logps(model: Any, input_ids: Any, attention_mask: Any, logits_to_keep: int, temperature: float,
