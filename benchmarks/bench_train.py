@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -57,13 +58,10 @@ BEFORE = {"lora_grpo": False, "model_dtype": "float32", "generation_backend": "t
           "grpo": {"bf16": False, "beta": 0.001, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}}
 
 
-def _on_before(**changes: dict) -> dict:
-    import copy
+def _on_before(**changes: Any) -> dict:
+    from mentor.train.config import merge
 
-    out = copy.deepcopy(BEFORE)
-    for k, v in changes.items():
-        out[k] = {**out.get(k, {}), **v} if isinstance(v, dict) and k == "grpo" else v
-    return out
+    return merge(BEFORE, changes)
 
 
 _LORA_BF16 = {"lora_grpo": True, "model_dtype": "bfloat16"}

@@ -82,6 +82,27 @@ def tiny_model_dir(tmp_path_factory, default_model_path) -> str:
     return str(out)
 
 
+def openai_app(chat):
+    """A scripted OpenAI-compatible server app: ``GET /v1/models`` (empty) and ``POST
+    /v1/chat/completions`` answered by ``chat(body)`` (plain or async; a dict or a Response)."""
+    import inspect
+
+    from fastapi import FastAPI, Request
+
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    def models():
+        return {"object": "list", "data": []}
+
+    @app.post("/v1/chat/completions")
+    async def completions(req: Request):
+        out = chat(await req.json())
+        return await out if inspect.isawaitable(out) else out
+
+    return app
+
+
 @contextlib.contextmanager
 def loopback_server(app):
     """Serve an ASGI ``app`` with uvicorn on a free 127.0.0.1 port in a thread; yield the port."""

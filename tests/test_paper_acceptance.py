@@ -27,7 +27,6 @@ import threading
 
 import pytest
 import yaml
-from fastapi import FastAPI, Request  # at module level: the route's annotation is resolved from here
 from test_rag_eval import (  # noqa: F401 - stand_ins is a fixture
     MENTOR,
     STAND_INS,
@@ -36,7 +35,7 @@ from test_rag_eval import (  # noqa: F401 - stand_ins is a fixture
     _search_calls,
     stand_ins,
 )
-from conftest import loopback_server
+from conftest import loopback_server, openai_app
 from test_teach import _reply
 
 from mentor.tasks.qa import FLASHRAG_ENV, FLASHRAG_SETS
@@ -86,17 +85,7 @@ class Teacher:
 @pytest.fixture
 def teacher_server(stand_ins):  # noqa: F811
     teacher = Teacher({r["question"]: r["answer"] for rows in stand_ins["sets"].values() for r in rows})
-    app = FastAPI()
-
-    @app.get("/v1/models")
-    def models():
-        return {"object": "list", "data": []}
-
-    @app.post("/v1/chat/completions")
-    async def chat(req: Request):
-        return teacher.reply(await req.json())
-
-    with loopback_server(app) as port:
+    with loopback_server(openai_app(teacher.reply)) as port:
         yield f"http://127.0.0.1:{port}/v1", teacher
 
 

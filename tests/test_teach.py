@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import loopback_server
+from conftest import loopback_server, openai_app
 
 from mentor.io import read_jsonl
 from mentor.references import load_references
@@ -146,20 +146,11 @@ def _reply(content="", tool_calls=None, reasoning=None):
 
 
 def _app(script: Script):
-    from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
-    app = FastAPI()
-
-    @app.get("/v1/models")
-    def models():
-        return {"object": "list", "data": []}
-
-    @app.post("/v1/chat/completions")
-    async def chat(req: Request):
+    async def chat(body: dict):
         import asyncio
 
-        body = await req.json()
         with script.lock:
             script.requests += 1
             script.seen_tools.append(len(body.get("tools") or []))
@@ -191,7 +182,7 @@ def _app(script: Script):
         return _reply("Computing.", tool_calls=[{"id": "call_x", "type": "function",
                                                  "function": {"name": "multiply", "arguments": json.dumps(args)}}])
 
-    return app
+    return openai_app(chat)
 
 
 @pytest.fixture(scope="module")

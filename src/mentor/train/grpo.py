@@ -183,7 +183,7 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
     if cfg.get("generation_backend") == "llama_cpp":
         from mentor.train.rollouts import llama_cpp_engine, llama_cpp_trainer
 
-        trainer_cls, engine = llama_cpp_trainer(trainer_cls), llama_cpp_engine(cfg, model)
+        trainer_cls, engine = llama_cpp_trainer(trainer_cls), llama_cpp_engine(cfg, model, args.generation_batch_size)
     trainer = trainer_cls(
         model=model,
         reward_funcs=funcs,

@@ -21,15 +21,11 @@ from mentor.models import bundled_gguf
 __all__ = ["llama_cpp_engine", "llama_cpp_trainer"]
 
 
-def llama_cpp_engine(cfg: Mapping[str, Any], model: Any) -> LlamaCppEngine:
-    """The rollout engine of a training config's ``llama_cpp`` options for ``model`` (its GGUF
-    lives in a temporary directory, in memory where /dev/shm exists, removed by ``close``)."""
+def llama_cpp_engine(cfg: Mapping[str, Any], model: Any, n_seq: int) -> LlamaCppEngine:
+    """The rollout engine of a training config's ``llama_cpp`` options for ``model``, decoding up to
+    ``n_seq`` sequences together (TRL's generation batch); its GGUF lives in a temporary
+    directory, in memory where /dev/shm exists, removed by ``close``."""
     opts = dict(cfg.get("llama_cpp") or {})
-    g = cfg.get("grpo") or {}
-    # every completion of a generation batch decodes as its own sequence (TRL's default batch: the
-    # per-device batch x gradient accumulation steps)
-    n_seq = int(g.get("generation_batch_size") or int(g.get("per_device_train_batch_size") or 8)
-                * int(g.get("gradient_accumulation_steps") or 1))
     return LlamaCppEngine(template=opts.get("template") or bundled_gguf(), weight_type=opts.get("weight_type", "bf16"),
                           n_ctx=int(opts.get("n_ctx") or 8192), n_threads=opts.get("n_threads"),
                           seed=int(cfg.get("seed") or 0), n_seq=min(64, max(1, n_seq)))
