@@ -457,7 +457,7 @@ def main() -> None:
         label, cfg = json.loads(a.worker)
         worker(label, cfg, a, proto)
         return
-    t0 = time.time()
+    t0, load0 = time.time(), os.getloadavg()
     results = coordinator(a)
     summary = summarise(results)
     print_table(summary, a.settings[0])
@@ -468,7 +468,8 @@ def main() -> None:
     dest.write_text(json.dumps({"command": " ".join(sys.argv), "args": vars(a), "summary": summary, "raw": results,
                                 "workload": WORKLOAD, "versions": versions(), "cpu_count": os.cpu_count(),
                                 "wall_seconds": time.time() - t0, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                "note": "shared machine: other jobs ran; compare settings within one run only"},
+                                "load_average_1min": {"start": load0[0], "end": os.getloadavg()[0]},
+                                "note": "compare settings within one run only (steps interleaved)"},
                                indent=2) + "\n")
     print(f"wrote {dest}")
 

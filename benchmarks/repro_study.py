@@ -63,12 +63,20 @@ def study_config(args: argparse.Namespace, seed: int) -> dict:
                 "learning_rate": args.rl_lr,
                 "temperature": 1.0,
             },
-            "methods": dict(PRESETS),
+            "methods": {p: PRESETS[p] for p in args.presets},
         },
         # 5 turns: up to 4 tool calls and the answer (3 turns cut the 3-4 call problems short)
-        "eval": {"limit": args.limit, "max_new_tokens": 64, "max_turns": 5, "tool_effect": False},
+        "eval": {"limit": args.limit, "max_new_tokens": 64, "max_turns": 5, "tool_effect": False,
+                 "in_domain": [f"synthetic:{splits(args)['in']}"],
+                 "out_of_domain": [f"synthetic:{splits(args)['ood']}"] if "ood" in splits(args) else []},
     }
     return load_config(None, overrides)
+
+
+def splits(args: argparse.Namespace) -> dict[str, str]:
+    """The synthetic splits evaluated: the tuning split only when tuning (issue #11 part 3: never
+    tune on the test or out-of-domain splits), else test (in-domain) and ood."""
+    return {"in": "tune"} if args.tune else {"in": "test", "ood": "ood"}
 
 
 def link_shared(first: Path, other: Path) -> None:
@@ -137,30 +145,28 @@ def boot_alignment(items_a, items_b, teacher, n_boot: int = 2000, seed: int = 0)
     return float(point), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
-def collect(runs: list[Path]) -> dict:
+#: per-step training records kept for the trends and plots: name -> metrics.jsonl key
+CURVE_KEYS = {"reward": "reward", "correctness": "reward/correctness", "invalid": "invalid_call_rate",
+              "usage": "tool_usage_rate", "reward_std": "reward_std"}
+
+
+def collect(runs: list[Path], presets: list[str], split_names: dict[str, str]) -> dict:
     """Per method: correctness per item (in/ood, pooled over seeds), tool names per item,
-    per-step training curves."""
+    per-step training curves (one list of records per seed)."""
     from mentor.analysis import alignment_score, tool_counts
     from mentor.references import load_references
 
     teacher = tool_counts(r.messages for r in load_references(runs[0] / "references.jsonl"))
     out: dict = {"teacher_counts": dict(teacher), "methods": {}}
-    methods = ["vanilla", "sft", *PRESETS]
-    for m in methods:
+    for m in ["vanilla", "sft", *presets]:
         d = {"in": [], "ood": [], "calls": 0, "invalid": 0, "used": [], "in_tools": [], "alignment_per_seed": [], "curves": []}
-        seen_shared = False
-        for run in runs:
-            if m in ("vanilla", "sft"):
-                if seen_shared:
-                    continue
-                seen_shared = True
+        for run in runs[:1] if m in ("vanilla", "sft") else runs:  # shared: seed 0's directory
             counts: dict[str, int] = {}
-            for name, key in (("synthetic_test.json", "in"), ("synthetic_ood.json", "ood")):
-                p = run / "eval" / m / name
-                if not p.exists():
+            for key, split in split_names.items():
+                path = run / "eval" / m / f"synthetic_{split}.json"
+                if not path.exists():
                     continue
-                res = json.loads(p.read_text())
-                for r in res["records"]:
+                for r in json.loads(path.read_text())["records"]:
                     d[key].append(float(r["correct"]))
                     d["calls"] += r["num_tool_calls"]
                     d["invalid"] += r["invalid_calls"]
@@ -171,33 +177,84 @@ def collect(runs: list[Path]) -> dict:
                             counts[t] = counts.get(t, 0) + 1
             d["alignment_per_seed"].append(alignment_score(teacher, counts))
             log = run / "models" / m / "metrics.jsonl"
-            if log.exists() and m in PRESETS:
+            if log.exists() and m in presets:
                 rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-                d["curves"].append(
-                    [
-                        (r.get("step"), r.get("invalid_call_rate"), r.get("tool_usage_rate"), r.get("reward_std"), r.get("reward/correctness"))
-                        for r in rows
-                        if "invalid_call_rate" in r
-                    ]
-                )
+                d["curves"].append([{"step": r.get("step"), **{k: r.get(v) for k, v in CURVE_KEYS.items()}}
+                                    for r in rows if "invalid_call_rate" in r])
         out["methods"][m] = d
     return out
 
 
-def trend(curves: list[list[tuple]], col: int) -> tuple[float, float, float, float, float]:
-    """Last-third minus first-third of the steps (pooled over seeds): (first, last, diff, lo, hi)."""
+def trend(curves: list[list[dict]], key: str, parts: int = 4) -> tuple[float, float, float, float, float]:
+    """Last-quarter minus first-quarter mean of a per-step record (``parts``: quarters), pooling
+    the steps of every seed; 95% bootstrap interval over steps: (first, last, diff, lo, hi)."""
     first, last = [], []
     for c in curves:
-        vals = [row[col] for row in c if row[col] is not None]
-        if len(vals) < 3:
+        vals = [row[key] for row in c if row.get(key) is not None]
+        if len(vals) < parts:
             continue
-        k = max(1, len(vals) // 3)
+        k = max(1, len(vals) // parts)
         first += vals[:k]
         last += vals[-k:]
     if not first:
         return (float("nan"),) * 5
     diff, lo, hi = boot_ci(last, first)
     return float(np.mean(first)), float(np.mean(last)), diff, lo, hi
+
+
+def learning_check(data: dict, presets: list[str]) -> tuple[list[list[str]], dict]:
+    """Issue #11 part 3, per preset: (a) the mean training reward rises (last quarter minus first
+    quarter of the steps, pooled over seeds, 95% CI excluding 0); (b) RL does not end below its SFT
+    start in in-domain accuracy (pooled difference >= 0; its 95% CI shown)."""
+    ms = data["methods"]
+    rows, numbers = [], {}
+    for m in presets:
+        t = trend(ms[m]["curves"], "reward")
+        d = boot_ci(ms[m]["in"], ms["sft"]["in"]) if ms[m]["in"] and ms["sft"]["in"] else (float("nan"),) * 3
+        numbers[f"reward_trend_{m}"], numbers[f"in_minus_sft_{m}"] = t, d
+        rises = "holds" if t[3] > 0 else ("does not hold" if t[4] < 0 else "not shown (CI includes 0)")
+        rows.append([f"{m}: mean training reward rises", _fmt_trend(t), rises if t[2] == t[2] else NOT_MEASURED])
+        rows.append([f"{m}: in-domain accuracy not below SFT", _fmt(d),
+                     "holds" if d[0] >= 0 else ("does not hold" if d[2] < 0 else "does not hold (CI includes 0)")])
+    return rows, numbers
+
+
+def plot_curves(data: dict, presets: list[str], path: Path, window: int = 5) -> Path:
+    """Training curves per preset: reward, correctness reward, invalid-call rate and tool-usage
+    rate against the step; each seed's curve smoothed by a trailing mean of ``window`` steps, the
+    line the mean over seeds, the band their min..max."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("reward", "training reward (own preset)"), ("correctness", "correctness reward"),
+              ("invalid", "invalid-call rate"), ("usage", "tool-usage rate")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for m in presets:
+            seeds = []
+            for c in data["methods"][m]["curves"]:
+                vals = np.array([np.nan if r.get(key) is None else r[key] for r in c], dtype=float)
+                if len(vals) and not np.isnan(vals).all():
+                    smooth = np.array([np.nanmean(vals[max(0, i - window + 1):i + 1]) for i in range(len(vals))])
+                    seeds.append(smooth)
+            if not seeds:
+                continue
+            n = min(len(v) for v in seeds)
+            arr = np.stack([v[:n] for v in seeds])
+            x = np.arange(1, n + 1)
+            line, = ax.plot(x, arr.mean(axis=0), label=f"{m} ({len(seeds)} seeds)")
+            ax.fill_between(x, arr.min(axis=0), arr.max(axis=0), color=line.get_color(), alpha=0.2)
+        ax.set_title(title)
+        ax.set_xlabel("GRPO step")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"trailing mean of {window} steps; band: min..max over seeds", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def analyse(data: dict) -> tuple[list[list[str]], list[list[str]], dict]:
@@ -219,8 +276,10 @@ def analyse(data: dict) -> tuple[list[list[str]], list[list[str]], dict]:
                 f"{al:.3f}",
             ]
         )
-    findings = []
+    findings: list[list[str]] = []
     numbers: dict = {}
+    if not all(m in ms for m in PRESETS) or not ms["mentor"]["ood"]:
+        return rows, findings, numbers  # a tuning run: no findings
     # 1. MENTOR >= Sparse OOD; SFT below RL methods OOD
     diff = boot_ci(ms["mentor"]["ood"], ms["sparse"]["ood"])
     numbers["mentor_minus_sparse_ood"] = diff
@@ -239,7 +298,7 @@ def analyse(data: dict) -> tuple[list[list[str]], list[list[str]], dict]:
         findings.append([f"alignment score: MENTOR > {other} (Table 3)", _fmt(diff), verdict(diff[1], diff[2])])
     # 3. validity reward drives invalid rate down; sparse does not
     for m in ("mentor", "f1", "sparse"):
-        t = trend(ms[m]["curves"], 1)
+        t = trend(ms[m]["curves"], "invalid")
         numbers[f"invalid_trend_{m}"] = t
         want_down = m != "sparse"
         if want_down:
@@ -252,7 +311,7 @@ def analyse(data: dict) -> tuple[list[list[str]], list[list[str]], dict]:
         findings.append([claim, _fmt_trend(t), v if t[2] == t[2] else NOT_MEASURED])
     # 4. tool usage: alignment presets raise it; sparse drifts away
     for m in ("mentor", "f1", "sparse"):
-        t = trend(ms[m]["curves"], 2)
+        t = trend(ms[m]["curves"], "usage")
         numbers[f"usage_trend_{m}"] = t
         if m != "sparse":
             v = verdict(t[3], t[4])
@@ -271,15 +330,15 @@ def _fmt_trend(t: tuple[float, ...]) -> str:
     return f"first {t[0]:.3f} -> last {t[1]:.3f}; diff {t[2]:+.3f} [{t[3]:+.3f}, {t[4]:+.3f}]"
 
 
-def learning_signal(data: dict) -> str:
+def learning_signal(data: dict, presets: list[str]) -> str:
     """How many GRPO steps had reward variance within the group (a non-zero advantage: the
     weights move) and how many had a correct rollout, per preset, over all seeds."""
     parts = []
-    for m in PRESETS:
-        steps = [row for c in data["methods"][m]["curves"] for row in c if len(row) > 4]
+    for m in presets:
+        steps = [row for c in data["methods"][m]["curves"] for row in c]
         if steps:
-            varied = sum(1 for row in steps if (row[3] or 0) > 0)
-            correct = sum(1 for row in steps if (row[4] or 0) > 0)
+            varied = sum(1 for row in steps if (row["reward_std"] or 0) > 0)
+            correct = sum(1 for row in steps if (row["correctness"] or 0) > 0)
             parts.append(f"{m} {varied}/{len(steps)} with reward variance, {correct}/{len(steps)} with a correct rollout")
     return "GRPO steps: " + "; ".join(parts) + "." if parts else ""
 
@@ -327,7 +386,7 @@ def run_study(args: argparse.Namespace, runs: list[Path]) -> None:
             rc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--unit", f"{seed}:{preset}"], env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
         return f"seed {seed} {preset} (exit {rc}; see {log})" if rc else None
 
-    units = [(seed, preset) for preset in PRESETS for seed in args.seeds]
+    units = [(seed, preset) for preset in args.presets for seed in args.seeds]
     failed = []
     with Progress() as bar, ThreadPoolExecutor(args.jobs) as pool:
         task = bar.add_task(f"GRPO + eval, {len(units)} units, {args.jobs} at a time", total=len(units))
@@ -346,6 +405,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/study")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    ap.add_argument("--tune", action="store_true",
+                    help="a tuning run (issue #11 part 3): seeds >= 100, evaluated on synthetic:tune only")
     ap.add_argument("--n-train", type=int, default=64)
     ap.add_argument("--sft-steps", type=int, default=40)
     ap.add_argument("--rl-steps", type=int, default=10)
@@ -355,9 +417,12 @@ def main() -> None:
     ap.add_argument("--rl-lr", type=float, default=5e-5)
     ap.add_argument("--limit", type=int, default=20, help="evaluation items per split")
     ap.add_argument("--jobs", type=int, default=2, help="(seed, preset) units run at once")
+    ap.add_argument("--plots", default=None, help="directory of the training-curve plot (default: OUT)")
     ap.add_argument("--analyse-only", action="store_true")
     ap.add_argument("--unit", help=argparse.SUPPRESS)  # internal: SEED:PRESET, run by run_study
     args = ap.parse_args()
+    if args.tune and min(args.seeds) < 100:
+        ap.error("--tune uses seeds >= 100 only (seeds 0-99 are the study's)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.unit:
         seed, preset = args.unit.split(":")
@@ -368,19 +433,25 @@ def main() -> None:
     runs = [out / f"seed{s}" for s in args.seeds]
     if not args.analyse_only:
         run_study(args, runs)
-    data = collect(runs)
+    data = collect(runs, args.presets, splits(args))
     rows, findings, numbers = analyse(data)
-    header = ["method", "in-domain acc [95% CI]", "out-of-domain acc [95% CI]", "invalid-call rate", "tool-usage rate", "alignment score"]
+    checks, check_numbers = learning_check(data, args.presets)
+    numbers.update(check_numbers)
+    plot = plot_curves(data, args.presets, Path(args.plots or out) / "study_curves.png")
+    in_split, ood_split = splits(args)["in"], splits(args).get("ood")
+    header = ["method", f"in-domain acc ({in_split}) [95% CI]", f"out-of-domain acc ({ood_split}) [95% CI]",
+              "invalid-call rate", "tool-usage rate", "alignment score"]
     text = (
         f"Seeds {args.seeds}; {args.limit} items per split per seed; SFT {args.sft_steps} steps (shared), "
         f"GRPO {args.rl_steps} steps x {args.questions_per_step} question x {args.generations} rollouts "
-        f"(completion <= {args.max_completion_length} tokens) per preset and seed.\n\n"
+        f"(completion <= {args.max_completion_length} tokens, learning rate {args.rl_lr:g}) per preset and seed.\n\n"
         + md_table(header, rows)
         + "\n\n"
-        + md_table(["finding (paper)", "measured difference [95% CI]", "verdict"], findings)
+        + (md_table(["finding (paper)", "measured difference [95% CI]", "verdict"], findings) + "\n\n" if findings else "")
+        + md_table(["RL learns (issue #11 part 3)", "measured [95% CI]", "verdict"], checks)
         + "\n\n"
-        + learning_signal(data)
-        + "\n"
+        + learning_signal(data, args.presets)
+        + f"\n\nTraining curves: {plot}\n"
     )
     print(text)
     out.mkdir(parents=True, exist_ok=True)
@@ -388,9 +459,9 @@ def main() -> None:
     previous = json.loads((out / "study.json").read_text()) if (out / "study.json").exists() else {}
     # the wall-clock of the runs; --analyse-only keeps the one measured when they ran
     seconds = previous.get("seconds") if args.analyse_only else time.perf_counter() - t0
-    (out / "study.json").write_text(
-        json.dumps({"args": vars(args), "table": rows, "findings": findings, "numbers": numbers, "seconds": seconds}, indent=2)
-    )
+    (out / "study.json").write_text(json.dumps({
+        "args": vars(args), "table": rows, "findings": findings, "learning": checks, "numbers": numbers,
+        "curves": {m: data["methods"][m]["curves"] for m in args.presets}, "seconds": seconds}, indent=2))
 
 
 if __name__ == "__main__":

@@ -115,35 +115,42 @@ def test_batched_sequences_decode_like_one_at_a_time(student, tmp_path):
 
 
 @pytest.mark.slow
-def test_sync_follows_the_trained_lora_weights_in_place(student, tmp_path):
+@pytest.mark.parametrize("mmap", [True, False], ids=["mapped", "read"])
+def test_sync_follows_the_trained_lora_weights_in_place(student, tmp_path, mmap):
     """A LoRA adapter with non-zero weights changes what the model says; after ``sync`` llama.cpp
     decodes the adapted model (LoRA merged on the fly into the same GGUF file, overwritten in
-    place), and the PEFT model itself is left unmerged."""
+    place), and the PEFT model itself is left unmerged. A memory-mapped model computes with the
+    rewritten file as it is (no re-load: the probe finds the writes visible); a model read into
+    llama.cpp's own buffers does not (the probe finds out) and is re-loaded."""
     import torch
     from peft import LoraConfig, get_peft_model
 
     model, tok = student
     ids = _prompt_ids(tok)
+    torch.manual_seed(0)  # LoRA A's initialisation: an adapter that changes the greedy text whatever ran before
     peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"]))
     try:
-        engine = LlamaCppEngine(template=bundled_gguf(), weight_type="f32", n_ctx=1024, gguf_path=tmp_path / "m.gguf")
+        engine = LlamaCppEngine(template=bundled_gguf(), weight_type="f32", n_ctx=1024, gguf_path=tmp_path / "m.gguf",
+                                mmap=mmap)
         greedy = Sampling(temperature=0.0, max_new_tokens=16)
         engine.sync(peft, step=0)  # B = 0: the base model
         before = engine.complete(ids, greedy, eos_ids=[tok.eos_token_id])
         inode = (tmp_path / "m.gguf").stat().st_ino
+        loaded = engine._model
         torch.manual_seed(0)
         with torch.no_grad():
             for name, p in peft.named_parameters():
                 if "lora_B" in name:
                     p.normal_(0, 0.05)
         engine.sync(peft, step=1)
+        assert engine.in_place is mmap and (engine._model is loaded) is mmap
         after = engine.complete(ids, greedy, eos_ids=[tok.eos_token_id])
         engine.close()
         want = _hf_greedy(peft, ids, 16)
         assert (tmp_path / "m.gguf").stat().st_ino == inode  # rewritten in place, not re-created
-        assert after != before
         n = min(len(after), len(want))
         assert n >= 8 and after[:n] == want[:n]
+        assert after != before
         assert not any(getattr(m, "merged", False) for m in peft.modules())
     finally:
         peft.unload()

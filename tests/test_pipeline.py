@@ -39,6 +39,17 @@ def test_bundled_and_gpu_configs_validate():
     assert argv[:3] == ["vllm", "serve", "runs/q/models/mentor/final"] and "127.0.0.1" in argv and "hermes" in argv
 
 
+def test_an_empty_benchmark_list_evaluates_none():
+    """``out_of_domain: []`` means no out-of-domain benchmark (a tuning run on synthetic:tune);
+    unset, the synthetic family's split is the default."""
+    from mentor.pipeline.config import PipelineConfig
+
+    tune = PipelineConfig.from_mapping(load_config(None, {"eval": {"in_domain": ["synthetic:tune"], "out_of_domain": []}}))
+    assert tune.eval.benchmarks == [("synthetic:tune", "in_domain")]
+    unset = PipelineConfig.from_mapping(load_config(None, {"eval": {"in_domain": None, "out_of_domain": None}}))
+    assert unset.eval.benchmarks == [("synthetic:test", "in_domain"), ("synthetic:ood", "out_of_domain")]
+
+
 def test_missing_server_command_is_a_clear_error():
     from mentor.generation.server import server_command
 

@@ -97,3 +97,36 @@ def test_shared_prompt_falls_back_under_gradient_checkpointing(default_model_pat
     model.train()
     got, _ = completion_logps(model, ids, mask, 12, 1.0, ("log_probs",), share_prompt=True)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_lora_layers_skip_their_input_casts_under_autocast(default_model_path):
+    """A bf16 base with float32 LoRA adapters under bf16 autocast (configs/cpu.yaml): without PEFT's
+    input casts the LoRA layers give the same log-probs and the same adapter gradients, bit for bit
+    (autocast runs their matmuls in bf16 either way); outside autocast the casts stay on."""
+    from peft import LoraConfig, get_peft_model
+
+    from mentor.models import load_model, load_tokenizer
+    from mentor.train.logps import completion_logps, lora_input_casts_off
+
+    tok = load_tokenizer(default_model_path)
+    keep = 12
+    ids, mask = _batch(tok, keep)
+    torch.manual_seed(0)
+    model = get_peft_model(load_model(default_model_path, dtype="bfloat16"),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+    assert layers and next(p for n, p in model.named_parameters() if "lora_A" in n).dtype == torch.float32
+    results = []
+    for skip in (False, True):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16), lora_input_casts_off(model, "cpu" if skip else "cuda"):
+            assert all(m.cast_input_dtype_enabled is not skip for m in layers)
+            logps, _ = completion_logps(model, ids, mask, keep, 1.0, ("log_probs",), share_prompt=True)
+        logps.sum().backward()
+        results.append((logps.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    assert all(m.cast_input_dtype_enabled for m in layers)  # restored on exit
+    (lp_a, g_a), (lp_b, g_b) = results
+    assert torch.equal(lp_a, lp_b) and g_a.keys() == g_b.keys() and len(g_a) > 100
+    assert all(torch.equal(g_a[n], g_b[n]) for n in g_a)
+    with lora_input_casts_off(model, "cpu"):  # no autocast: a bf16 input must be cast for the fp32 adapter
+        assert all(m.cast_input_dtype_enabled for m in layers)

@@ -22,6 +22,7 @@ does the same; TRL corrects it with importance sampling only for vLLM, and mento
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ from typing import Any
 
 from mentor.generation.hf import render_chat
 from mentor.generation.loop import Generation, Sampling, parse_assistant
+
+log = logging.getLogger(__name__)
 
 __all__ = ["GGUFWeights", "LlamaCppEngine", "LlamaCppError", "LlamaCppGenerator", "WEIGHT_TYPES", "effective_state_dict",
            "gguf_tensors", "sampling_of"]
@@ -311,7 +314,7 @@ class LlamaCppEngine:
 
     def __init__(self, template: str | os.PathLike, weight_type: str = "bf16", n_ctx: int = 8192,
                  n_threads: int | None = None, seed: int = 0, gguf_path: str | os.PathLike | None = None,
-                 n_seq: int = 8, n_batch: int = 512):
+                 n_seq: int = 8, n_batch: int = 512, in_place: bool = True, mmap: bool = True):
         try:
             import llama_cpp  # noqa: F401
         except ImportError as e:
@@ -326,8 +329,12 @@ class LlamaCppEngine:
             gguf_path = Path(self._tmp.name) / "policy.gguf"
         self.weights = GGUFWeights(gguf_path, template, weight_type)
         self.n_ctx, self.seed, self.n_seq, self.n_batch = n_ctx, seed, max(1, n_seq), n_batch
-        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        # like torch: OMP_NUM_THREADS where set (e.g. two jobs sharing the cores), else every core
+        self.n_threads = n_threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, os.cpu_count() or 1)
         self.synced_step: int | None = None
+        # whether a sync may overwrite the mapped GGUF under the loaded model (None: not yet probed)
+        self.in_place: bool | None = None if in_place and mmap else False
+        self.mmap = mmap
         self._model: Any = None
         self._ctx: Any = None
         self._batch: Any = None
@@ -336,14 +343,62 @@ class LlamaCppEngine:
         self.stats = {"prefill_tokens": 0, "reused_tokens": 0, "decoded_tokens": 0}
 
     def sync(self, model: Any, step: int | None = None) -> None:
-        """Export ``model``'s current weights and load them into llama.cpp."""
+        """Export ``model``'s current weights and load them into llama.cpp.
+
+        The first sync writes the GGUF and loads it (memory-mapped). Later syncs overwrite the
+        changed tensors in that file in place: llama.cpp computes with the mapped pages, so the
+        loaded model sees the new weights without a re-load (~0.14 s per step for the 135M model)
+        once its KV cache is cleared. Whether it does is probed once (``_writes_visible``): a
+        build that copies weights out of the file (llama.cpp's AMX or repacked kernels, a load
+        without mmap) gets a re-load at every sync instead."""
         # a PEFT model trains only its LoRA layers: after the first export only those are rewritten
         frozen_rest = self.weights.written and hasattr(model, "get_base_model")
         tensors = gguf_tensors(effective_state_dict(model, adapted_only=frozen_rest), _config(model))
-        self.close(keep_file=True)
-        self.weights.write(tensors, _config(model))
-        self._load()
+        if self._model is not None and self.weights.written and self._writes_visible(tensors):
+            self.weights.write(tensors)
+            self._forget()
+        else:
+            self.close(keep_file=True)
+            self.weights.write(tensors, _config(model))
+            self._load()
         self.synced_step = step
+
+    def _writes_visible(self, tensors: Mapping[str, Any]) -> bool:
+        """Whether the loaded model computes with the file's current bytes: the logits of a probe
+        before and after zeroing one of ``tensors`` in the file must differ (the caller then writes
+        every tensor, that one included). Probed once per engine."""
+        if self.in_place is None:
+            import numpy as np
+            import torch
+
+            name = next((n for n, t in tensors.items() if t.ndim == 2), None)
+            if name is None:
+                return False
+            before = self._probe()
+            self.weights.write({name: torch.zeros_like(tensors[name])})
+            self.in_place = not np.array_equal(before, self._probe())
+            if not self.in_place:
+                log.info("llama.cpp does not compute with the mapped GGUF (weights copied at load): "
+                         "re-loading at every sync")
+        return bool(self.in_place)
+
+    def _probe(self) -> Any:
+        """The logits after a fixed 8-token input (the KV cache is cleared before and after)."""
+        import llama_cpp
+        import numpy as np
+
+        self._forget()
+        where = self._feed([(tok, pos, 0) for pos, tok in enumerate(range(1, 9))], logits=True)
+        n_vocab = int(llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self._model.model)))
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx.ctx, where[0])
+        out = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).copy()
+        self._forget()
+        return out
+
+    def _forget(self) -> None:
+        """Empty the KV cache (and the record of what it holds)."""
+        self._ctx.kv_cache_clear()
+        self._cached = [[] for _ in range(self.n_seq)]
 
     def _load(self) -> None:
         import llama_cpp
@@ -352,7 +407,8 @@ class LlamaCppEngine:
 
         set_verbose(False)
         mp = llama_cpp.llama_model_default_params()
-        mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP  # closed before the next sync overwrites the file
+        # mapped: the file's pages are the weights (see sync); else read into llama.cpp's own buffers
+        mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if self.mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
         self._model = _internals.LlamaModel(path_model=str(self.weights.path), params=mp, verbose=False)
         cp = llama_cpp.llama_context_default_params()
         # one KV cache for all sequences (shared prefixes share cells), no longer than the model's context
@@ -440,8 +496,7 @@ class LlamaCppEngine:
         b.n_tokens = len(items)
         rc = int(llama_cpp.llama_decode(self._ctx.ctx, b))
         if rc != 0:
-            self._ctx.kv_cache_clear()  # the bookkeeping below no longer matches the cache: start afresh
-            self._cached = [[] for _ in range(self.n_seq)]
+            self._forget()  # the bookkeeping no longer matches the cache: start afresh
             raise LlamaCppError(f"llama_decode returned {rc} (the KV cache of n_ctx={self.n_ctx} tokens is full? "
                                 "raise llama_cpp.n_ctx or generate fewer sequences at once)")
         return {seq: k for k, (_, _, seq) in enumerate(items)}

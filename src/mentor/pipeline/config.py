@@ -131,9 +131,10 @@ class EvalSection:
 
     @property
     def benchmarks(self) -> list[tuple[str, str]]:
-        """``(benchmark, "in_domain" | "out_of_domain")`` in evaluation order."""
-        ind = self.in_domain or ["synthetic:test"]
-        ood = self.out_of_domain or ["synthetic:ood"]
+        """``(benchmark, "in_domain" | "out_of_domain")`` in evaluation order; an unset list is the
+        synthetic family's split, an empty one none."""
+        ind = ["synthetic:test"] if self.in_domain is None else self.in_domain
+        ood = ["synthetic:ood"] if self.out_of_domain is None else self.out_of_domain
         return [(b, "in_domain") for b in ind] + [(b, "out_of_domain") for b in ood]
 
     def decoding(self, seed: int) -> dict[str, Any]:

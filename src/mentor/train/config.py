@@ -104,7 +104,7 @@ MENTOR_DEFAULTS: dict[str, Any] = {
     "generation_backend": "transformers",
     # llama_cpp options: weight_type (f32 | f16 | bf16 | q8_0: the matrices' type in the synced
     # GGUF), template (a GGUF of the student's architecture for its metadata and tokenizer; default:
-    # the bundled SmolLM2 GGUF), n_ctx (llama.cpp's context), n_threads (default: all cores).
+    # the bundled SmolLM2 GGUF), n_ctx (llama.cpp's context), n_threads (default: OMP_NUM_THREADS, else all cores).
     "llama_cpp": None,
     # Which positions the GRPO LM head scores on a device without Triton (the CPU): "completion"
     # (mentor.train.logps: only the completion tokens, as TRL does on CUDA; the same numbers) or

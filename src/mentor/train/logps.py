@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["compact_logps_trainer", "compact_supported"]
+__all__ = ["compact_logps_trainer", "compact_supported", "lora_input_casts_off"]
 
 #: text-config attributes that change the LM head's logits (TRL handles them; we defer to it)
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
@@ -113,6 +113,20 @@ def completion_logps(model: Any, input_ids: Any, attention_mask: Any, logits_to_
     return logps, entropy
 
 
+def lora_input_casts_off(model: Any, device_type: str = "cpu") -> Any:
+    """A context in which ``model``'s LoRA layers do not cast their input to the adapter's dtype,
+    when autocast is on for ``device_type`` (a no-op otherwise). PEFT keeps adapters in float32 on a
+    bf16 base and casts every LoRA layer's bf16 input to float32; under autocast the LoRA matmuls
+    then cast it back to bf16 -- two copies of each LoRA layer's input, forward and backward, for
+    the same numbers (``tests/test_train_logps.py``). ~16% of a bundled-default GRPO step's
+    forward+backward (LoRA on every linear layer)."""
+    import torch
+    from peft.helpers import disable_input_dtype_casting
+
+    return disable_input_dtype_casting(model, active=hasattr(model, "peft_config")
+                                       and torch.is_autocast_enabled(device_type))
+
+
 def compact_logps_trainer(base: type, share_prompt: bool = True) -> type:
     """``base`` (TRL's ``GRPOTrainer`` or a subclass) scoring only completion positions on CPU,
     with ``share_prompt`` each distinct prompt of a micro-batch's rows once."""
@@ -133,7 +147,7 @@ def compact_logps_trainer(base: type, share_prompt: bool = True) -> type:
             logps, entropies = [], []
             for start in range(0, input_ids.size(0), batch_size):
                 rows = slice(start, start + batch_size)
-                with self.accelerator.autocast():
+                with self.accelerator.autocast(), lora_input_casts_off(model, input_ids.device.type):
                     lp, ent = completion_logps(model, input_ids[rows], attention_mask[rows], logits_to_keep,
                                                self.temperature, outputs, share_prompt)
                 logps.append(lp)
