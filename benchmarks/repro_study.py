@@ -323,7 +323,7 @@ def analyse(data: dict) -> tuple[list[list[str]], list[list[str]], dict]:
     return rows, findings, numbers
 
 
-NOT_MEASURED = "not measured (under 3 logged steps)"
+NOT_MEASURED = "not measured (fewer logged steps than quarters)"
 
 
 def _fmt_trend(t: tuple[float, ...]) -> str:
@@ -441,6 +441,8 @@ def main() -> None:
     in_split, ood_split = splits(args)["in"], splits(args).get("ood")
     header = ["method", f"in-domain acc ({in_split}) [95% CI]", f"out-of-domain acc ({ood_split}) [95% CI]",
               "invalid-call rate", "tool-usage rate", "alignment score"]
+    if ood_split is None:  # a tuning run: no out-of-domain column
+        header, rows = header[:2] + header[3:], [r[:2] + r[3:] for r in rows]
     text = (
         f"Seeds {args.seeds}; {args.limit} items per split per seed; SFT {args.sft_steps} steps (shared), "
         f"GRPO {args.rl_steps} steps x {args.questions_per_step} question x {args.generations} rollouts "

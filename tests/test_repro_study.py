@@ -43,13 +43,18 @@ def _method(correct_in, correct_ood, tools, curves):
     }
 
 
+def _steps(rows):
+    """Per-step training records as collect() reads them from metrics.jsonl."""
+    return [{"step": s, "invalid": inv, "usage": use} for s, inv, use in rows]
+
+
 def test_analyse_reports_holding_failing_and_unmeasured_findings(study):
     teacher = {"multiply": 60, "add": 40}
     aligned = [["multiply", "add"]] * 30 + [["multiply"]] * 30
     off = [["divide"]] * 60
     # invalid rate falling 0.5 -> 0 over 12 steps, usage rising 0.2 -> 1.0; sparse flat
-    falling = [[(s, 0.5 - s * 0.04 if s < 12 else 0.0, 0.2 + s * 0.065) for s in range(13)] for _ in range(3)]
-    flat = [[(s, 0.3, 0.6) for s in range(13)] for _ in range(3)]
+    falling = [_steps((s, 0.5 - s * 0.04 if s < 12 else 0.0, 0.2 + s * 0.065) for s in range(13)) for _ in range(3)]
+    flat = [_steps((s, 0.3, 0.6) for s in range(13)) for _ in range(3)]
     methods = {
         "vanilla": _method([0.0] * 60, [0.0] * 60, [[]] * 60, []),
         "sft": _method([0.0] * 60, [0.0] * 60, off, []),
@@ -72,14 +77,36 @@ def test_analyse_reports_holding_failing_and_unmeasured_findings(study):
     _, findings, _ = study.analyse({"teacher_counts": teacher, "methods": methods})
     assert dict((c, v) for c, _, v in findings)["sparse (no R_v): invalid-call rate does not fall (Fig. 6)"] == "does not hold"
     rng = np.random.default_rng(1)
-    methods["sparse"]["curves"] = [[(s, float(rng.choice([0.0, 0.5])), 1.0) for s in range(9)] for _ in range(3)]
+    methods["sparse"]["curves"] = [_steps((s, float(rng.choice([0.0, 0.5])), 1.0) for s in range(9)) for _ in range(3)]
     _, findings, _ = study.analyse({"teacher_counts": teacher, "methods": methods})
     assert dict((c, v) for c, _, v in findings)["sparse (no R_v): invalid-call rate does not fall (Fig. 6)"] == "not shown (CI includes 0)"
     assert numbers["alignment_mentor_minus_sparse"][0] > 0.5
-    # with fewer than 3 logged steps a trend is not measured (never a verdict from NaN)
+    # with fewer logged steps than quarters a trend is not measured (never a verdict from NaN)
     for m in ("sparse", "f1", "mentor"):
-        methods[m]["curves"] = [[(1, 0.5, 0.5)]]
+        methods[m]["curves"] = [_steps([(1, 0.5, 0.5)])]
     _, findings, numbers = study.analyse({"teacher_counts": teacher, "methods": methods})
     trends = [f for f in findings if "(Fig. 6)" in f[0] or "(Fig. 7)" in f[0]]
     assert len(trends) == 6 and all(f[2] == study.NOT_MEASURED for f in trends)
     assert math.isnan(numbers["invalid_trend_mentor"][2])
+
+
+def test_learning_check_needs_a_rising_reward_and_accuracy_not_below_sft(study):
+    rng = np.random.default_rng(2)
+    # three seeds of 40 steps: the reward climbs 1.0 -> 1.5 under noise; a flat preset stays at 1.2
+    rising = [[{"step": s, "reward": 1.0 + s / 80 + rng.normal(0, 0.05), "reward_std": 0.1 * (s % 2),
+                "correctness": float(s % 3 == 0)} for s in range(40)] for _ in range(3)]
+    flat = [[{"step": s, "reward": 1.2 + rng.normal(0, 0.05), "reward_std": 0.0, "correctness": 0.0}
+             for s in range(40)] for _ in range(3)]
+    data = {"methods": {"sft": {"in": [1.0] * 40 + [0.0] * 20},
+                        "mentor": {"in": [1.0] * 130 + [0.0] * 50, "curves": rising},
+                        "sparse": {"in": [1.0] * 100 + [0.0] * 80, "curves": flat}}}
+    rows, numbers = study.learning_check(data, ["mentor", "sparse"])
+    verdicts = {claim: v for claim, _, v in rows}
+    assert verdicts["mentor: mean training reward rises"] == "holds"
+    assert numbers["reward_trend_mentor"][2] == pytest.approx(0.375, abs=0.05)  # 30 of 40 steps x 1/80
+    assert verdicts["mentor: in-domain accuracy not below SFT"] == "holds"  # 0.722 vs 0.667
+    assert verdicts["sparse: mean training reward rises"] == "not shown (CI includes 0)"
+    assert verdicts["sparse: in-domain accuracy not below SFT"].startswith("does not hold")  # 0.556
+    signal = study.learning_signal(data, ["mentor", "sparse"])
+    assert "mentor 60/120 with reward variance, 42/120 with a correct rollout" in signal
+    assert "sparse 0/120 with reward variance" in signal
