@@ -7,8 +7,9 @@ from ONE shared SFT warm start (the 135M model cannot call tools without it):
     data -> references -> vanilla eval -> SFT (shared) -> per seed: GRPO with the sparse, f1 and
     mentor presets -> evaluation in-domain (synthetic:test) and out-of-domain (synthetic:ood)
 
-and checks, with 95% bootstrap confidence intervals (resampling evaluation items, pooled over
-seeds, and training steps for the trends):
+and checks, with 95% bootstrap confidence intervals (resampling evaluation items -- accuracy
+differences paired by item, every seed evaluating the same items -- and training steps for the
+trends):
 
   1. MENTOR >= Sparse on out-of-domain accuracy; SFT below the RL methods out of domain (Table 2)
   2. strict alignment (mentor) gives a higher alignment score than f1 and than sparse (Table 3)
@@ -114,6 +115,28 @@ def boot_ci(values_a, values_b=None, n_boot: int = 4000, seed: int = 0) -> tuple
     return float(a.mean() - b.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
+def item_diff(a: dict, b: dict, key: str) -> tuple[float, float, float]:
+    """Accuracy of method ``a`` minus method ``b`` on split ``key`` ("in" / "ood") with a 95%
+    interval. Every seed evaluates the same items, so the comparison is paired by item: each item's
+    correctness is averaged over the seeds that evaluated it (a shared method counts once), the
+    per-item differences are resampled. Without item ids (older records) the unpaired interval."""
+    ids_a, ids_b = a.get(f"{key}_ids"), b.get(f"{key}_ids")
+    if not ids_a or not ids_b or len(ids_a) != len(a[key]) or len(ids_b) != len(b[key]):
+        return boot_ci(a[key], b[key])
+
+    def per_item(vals, ids):
+        acc: dict[str, list[float]] = {}
+        for v, i in zip(vals, ids, strict=True):
+            acc.setdefault(i, []).append(v)
+        return {i: float(np.mean(v)) for i, v in acc.items()}
+
+    pa, pb = per_item(a[key], ids_a), per_item(b[key], ids_b)
+    common = sorted(set(pa) & set(pb))
+    if not common:
+        return (float("nan"),) * 3
+    return boot_ci([pa[i] - pb[i] for i in common])
+
+
 def verdict(lo: float, hi: float) -> str:
     """For a difference the paper says is > 0."""
     if lo > 0:
@@ -159,7 +182,7 @@ def collect(runs: list[Path], presets: list[str], split_names: dict[str, str]) -
     teacher = tool_counts(r.messages for r in load_references(runs[0] / "references.jsonl"))
     out: dict = {"teacher_counts": dict(teacher), "methods": {}}
     for m in ["vanilla", "sft", *presets]:
-        d = {"in": [], "ood": [], "calls": 0, "invalid": 0, "used": [], "in_tools": [], "alignment_per_seed": [], "curves": []}
+        d = {"in": [], "ood": [], "in_ids": [], "ood_ids": [], "calls": 0, "invalid": 0, "used": [], "in_tools": [], "alignment_per_seed": [], "curves": []}
         for run in runs[:1] if m in ("vanilla", "sft") else runs:  # shared: seed 0's directory
             counts: dict[str, int] = {}
             for key, split in split_names.items():
@@ -168,6 +191,7 @@ def collect(runs: list[Path], presets: list[str], split_names: dict[str, str]) -
                     continue
                 for r in json.loads(path.read_text())["records"]:
                     d[key].append(float(r["correct"]))
+                    d[f"{key}_ids"].append(r["id"])
                     d["calls"] += r["num_tool_calls"]
                     d["invalid"] += r["invalid_calls"]
                     d["used"].append(float(r["num_tool_calls"] > 0))
@@ -210,7 +234,7 @@ def learning_check(data: dict, presets: list[str]) -> tuple[list[list[str]], dic
     rows, numbers = [], {}
     for m in presets:
         t = trend(ms[m]["curves"], "reward")
-        d = boot_ci(ms[m]["in"], ms["sft"]["in"]) if ms[m]["in"] and ms["sft"]["in"] else (float("nan"),) * 3
+        d = item_diff(ms[m], ms["sft"], "in") if ms[m]["in"] and ms["sft"]["in"] else (float("nan"),) * 3
         numbers[f"reward_trend_{m}"], numbers[f"in_minus_sft_{m}"] = t, d
         rises = "holds" if t[3] > 0 else ("does not hold" if t[4] < 0 else "not shown (CI includes 0)")
         rows.append([f"{m}: mean training reward rises", _fmt_trend(t), rises if t[2] == t[2] else NOT_MEASURED])
@@ -281,11 +305,12 @@ def analyse(data: dict) -> tuple[list[list[str]], list[list[str]], dict]:
     if not all(m in ms for m in PRESETS) or not ms["mentor"]["ood"]:
         return rows, findings, numbers  # a tuning run: no findings
     # 1. MENTOR >= Sparse OOD; SFT below RL methods OOD
-    diff = boot_ci(ms["mentor"]["ood"], ms["sparse"]["ood"])
+    diff = item_diff(ms["mentor"], ms["sparse"], "ood")
     numbers["mentor_minus_sparse_ood"] = diff
     findings.append(["MENTOR > Sparse, out-of-domain accuracy (Table 2)", _fmt(diff), verdict(diff[1], diff[2])])
-    rl_ood = ms["sparse"]["ood"] + ms["mentor"]["ood"]
-    diff = boot_ci(rl_ood, ms["sft"]["ood"])
+    rl = {"ood": ms["sparse"]["ood"] + ms["mentor"]["ood"],
+          "ood_ids": (ms["sparse"].get("ood_ids") or []) + (ms["mentor"].get("ood_ids") or [])}
+    diff = item_diff(rl, ms["sft"], "ood")
     numbers["rl_minus_sft_ood"] = diff
     findings.append(["SFT below the RL methods, out-of-domain accuracy (Table 2)", _fmt(diff), verdict(diff[1], diff[2])])
     # 2. alignment score: mentor > f1, mentor > sparse (in-domain items pooled over seeds, resampled)

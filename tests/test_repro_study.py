@@ -110,3 +110,20 @@ def test_learning_check_needs_a_rising_reward_and_accuracy_not_below_sft(study):
     signal = study.learning_signal(data, ["mentor", "sparse"])
     assert "mentor 60/120 with reward variance, 42/120 with a correct rollout" in signal
     assert "sparse 0/120 with reward variance" in signal
+
+
+def test_accuracy_differences_are_paired_by_item(study):
+    # 60 shared items; SFT (evaluated once) solves items 0-35; RL on each of 3 seeds solves the
+    # same items and 36-41 too: +0.1 on every seed. Paired by item the interval excludes 0; the
+    # unpaired one (pooled items of different sizes) cannot separate it.
+    ids = [f"syn-test-s0-{i:05d}" for i in range(60)]
+    sft = {"in": [float(i < 36) for i in range(60)], "in_ids": ids}
+    rl = {"in": [float(i < 42) for i in range(60)] * 3, "in_ids": ids * 3}
+    diff, lo, hi = study.item_diff(rl, sft, "in")
+    assert diff == pytest.approx(0.1) and lo > 0 and study.verdict(lo, hi) == "holds"
+    assert study.verdict(*study.boot_ci(rl["in"], sft["in"])[1:]) == "not shown (CI includes 0)"
+    # the seeds' answers average per item: one seed losing items 0-17 costs 18/60/3 = 0.1
+    rl["in"] = [float(18 <= i < 36) for i in range(60)] + [float(i < 36) for i in range(60)] * 2
+    assert study.item_diff(rl, sft, "in")[0] == pytest.approx(-0.1)
+    # records without ids: the unpaired interval
+    assert study.item_diff({"in": rl["in"]}, {"in": sft["in"]}, "in") == study.boot_ci(rl["in"], sft["in"])
