@@ -20,7 +20,7 @@ trends):
 A finding is "holds" only when its confidence interval excludes the opposite; otherwise it is
 reported as "not shown" (or "does not hold" when the interval is entirely on the wrong side).
 
-    .venv/bin/python benchmarks/repro_study.py --out runs/study            # the README's table
+    .venv/bin/python benchmarks/repro_study.py --out runs/study --plots benchmarks/results   # the README's table
     .venv/bin/python benchmarks/repro_study.py --out runs/quick --seeds 0 1 --n-train 8 --sft-steps 2 --rl-steps 1 --limit 2   # smoke
 
 Everything is resumable (each seed is a `mentor run` directory). Prints a markdown table and
@@ -435,12 +435,12 @@ def main() -> None:
                     help="a tuning run (issue #11 part 3): seeds >= 100, evaluated on synthetic:tune only")
     ap.add_argument("--n-train", type=int, default=64)
     ap.add_argument("--sft-steps", type=int, default=40)
-    ap.add_argument("--rl-steps", type=int, default=10)
+    ap.add_argument("--rl-steps", type=int, default=60)
     ap.add_argument("--generations", type=int, default=4)
     ap.add_argument("--questions-per-step", type=int, default=1)
-    ap.add_argument("--max-completion-length", type=int, default=192, help="whole multi-turn completion (TRL)")
-    ap.add_argument("--rl-lr", type=float, default=5e-5)
-    ap.add_argument("--limit", type=int, default=20, help="evaluation items per split")
+    ap.add_argument("--max-completion-length", type=int, default=160, help="whole multi-turn completion (TRL)")
+    ap.add_argument("--rl-lr", type=float, default=1e-4)
+    ap.add_argument("--limit", type=int, default=60, help="evaluation items per split")
     ap.add_argument("--jobs", type=int, default=2, help="(seed, preset) units run at once")
     ap.add_argument("--plots", default=None, help="directory of the training-curve plot (default: OUT)")
     ap.add_argument("--analyse-only", action="store_true")
