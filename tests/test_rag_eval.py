@@ -196,9 +196,36 @@ def test_retriever_config_errors(retriever, message):
 
 
 def test_missing_corpus_fails_before_any_model_loads(tmp_path):
-    cfg = load_config(None, {"eval": {"retriever": {"corpus": str(tmp_path / "wiki.jsonl")}}})
+    rag = _write_jsonl(tmp_path / "rag.jsonl", [_flashrag_row(i) for i in range(3)])  # searched over a corpus
+    cfg = load_config(None, {"eval": {"retriever": {"corpus": str(tmp_path / "wiki.jsonl")}, "out_of_domain": [str(rag)]}})
     with pytest.raises(PipelineError, match=r"eval.retriever.corpus: .*wiki.jsonl not found"):
         Pipeline(cfg, tmp_path / "run", progress=False).stage_eval(["vanilla"])
+
+
+def test_retriever_starts_only_for_benchmarks_that_search_a_corpus(tmp_path, monkeypatch):
+    """A resumed eval stage whose retrieval-QA results are written (or a config with only math and
+    own-context QA left) does not start eval.retriever: here its corpus does not even exist, and the
+    math evaluation runs; with a FlashRAG set still to run it is needed and the missing corpus is named."""
+    sys.path.insert(0, str(TESTS))
+    from mentor.eval import load_benchmark
+    from mentor.eval.runner import result_name
+    from test_eval_scripted import ScriptedGenerator
+
+    gen = ScriptedGenerator({it.question: [f"\\boxed{{{it.gold}}}"] for it in load_benchmark("synthetic:test", limit=2).items})
+    monkeypatch.setattr(Pipeline, "_generator", lambda self, method, model, stack, row=None: gen)
+    rag = _write_jsonl(tmp_path / "rag.jsonl", [_flashrag_row(i) for i in range(2)])
+    cfg = load_config(None, {"eval": {"retriever": {"corpus": str(tmp_path / "wiki.jsonl")}, "in_domain": ["synthetic:test"],
+                                      "out_of_domain": [str(rag)], "limit": 2, "tool_effect": False}})
+    out = tmp_path / "run"
+    (out / "eval" / "vanilla").mkdir(parents=True)
+    done = out / "eval" / "vanilla" / result_name(str(rag), True)
+    done.write_text("{}")  # the retrieval-QA result of an earlier, interrupted run
+    info = Pipeline(cfg, out, progress=False).stage_eval(["vanilla"])
+    assert "retriever" not in info and info["evaluated"] == {"vanilla": ["synthetic_test.json"]}
+    assert json.loads((out / "eval" / "vanilla" / "synthetic_test.json").read_text())["accuracy"] == 1.0
+    done.unlink()
+    with pytest.raises(PipelineError, match=r"eval.retriever.corpus: .*wiki.jsonl not found"):
+        Pipeline(cfg, out, progress=False).stage_eval(["vanilla"])
 
 
 # ----------------------------------------------------------------------------- the stand-ins (slow)

@@ -29,6 +29,7 @@ from mentor.io import read_jsonl, run_metadata, write_json
 from mentor.models import resolve_model
 from mentor.pipeline.config import TEACHER, TEACHER_STAGE, PipelineConfig, PipelineError
 from mentor.pipeline.retrieval import eval_retriever
+from mentor.tasks import get_task
 from mentor.teacher.base import teacher_generator
 from mentor.teacher.factory import build_teacher
 from mentor.teacher.generate import generate_references
@@ -256,8 +257,11 @@ class Pipeline:
         if row is not None and e.limit:
             row.set_total(e.limit * sum(len(j) for j in todo.values()))
         announce = row.event if row is not None else self.console.print
-        with eval_retriever(e.retriever if todo else None, self.out, announce) as (executor, retriever):
-            evaluated = {m: self._evaluate(m, self.model_for(m), jobs, row, executor) for m, jobs in todo.items()}
+        benches = {b: load_benchmark(b, limit=e.limit) for jobs in todo.values() for b, _ in jobs}
+        retriever_section = e.retriever if _searches(benches, [j for jobs in todo.values() for j in jobs]) else None
+        with eval_retriever(retriever_section, self.out, announce) as (executor, retriever):
+            evaluated = {m: self._evaluate(m, self.model_for(m), jobs, row, executor, benchmarks=benches)
+                         for m, jobs in todo.items()}
         return {"evaluated": evaluated, **({"retriever": retriever} if retriever else {})}
 
     def stage_teacher_eval(self, row: StageRow | None = None) -> dict[str, Any]:
@@ -279,7 +283,7 @@ class Pipeline:
         # a program plays a fixed plan: decoding settings do not apply, it is recorded as greedy
         overrides = {"temperature": 0} if getattr(generator, "deterministic", False) else {}
         announce = row.event if row is not None else self.console.print
-        with eval_retriever(e.retriever if jobs else None, self.out, announce) as (executor, retriever):
+        with eval_retriever(e.retriever if _searches(benches, jobs) else None, self.out, announce) as (executor, retriever):
             written = self._evaluate(TEACHER, str(self.config.teacher.model or self.config.teacher.backend), jobs, row,
                                      executor, generator=generator, benchmarks=benches, overrides=overrides) if jobs else []
         info: dict[str, Any] = {"evaluated": {TEACHER: written}, "teacher": self.config.teacher.backend,
@@ -387,6 +391,12 @@ def _brief(info: Mapping[str, Any]) -> str:
 def _shown(row: StageRow | None) -> list[Any]:
     """The trainer callbacks that feed a stage's display row (none without a row)."""
     return [trainer_display(row)] if row is not None else []
+
+
+def _searches(benchmarks: Mapping[str, Any], jobs: Sequence[tuple[str, bool]]) -> bool:
+    """Whether any (benchmark, tools) job still to run needs the retriever server (``eval.retriever``
+    starts only then: not for a resumed stage whose retrieval-QA results are all written)."""
+    return any(tools and get_task(benchmarks[b].kind).needs_retriever(benchmarks[b]) for b, tools in jobs)
 
 
 def _has_checkpoint(out: Path) -> bool:

@@ -175,6 +175,11 @@ class Task:
         """The executor for this benchmark's tool calls and what to record about it."""
         return base, {}
 
+    def needs_retriever(self, bench: Benchmark) -> bool:
+        """Whether this benchmark's tool calls (tools offered) are answered by a retriever server
+        (``--retriever-url``, the pipeline's ``eval.retriever``) rather than by the executor alone."""
+        return False
+
     def generate(self, generator: Any, bench: Benchmark, opts: RunOptions) -> list[Any]:
         """Generate for every item: here the multi-turn tool loop (one ``Rollout`` per item)."""
         prompts = [it.messages or build_messages(it.question) for it in bench.items]

@@ -146,6 +146,9 @@ class QATask(Task):
     def score(self, prediction: str | None, gold: Any) -> bool:
         return qa_exact_match(prediction, gold)
 
+    def needs_retriever(self, bench: Benchmark) -> bool:
+        return not bench.corpus  # a FlashRAG set searches a Wikipedia corpus; HotpotQA distractor its own paragraphs
+
     def executor(self, bench: Benchmark, base: Executor, retriever_url: str | None, top_k: int) -> tuple[Executor, dict[str, Any]]:
         """``wikipedia_search`` answered by BM25 over the benchmark's own paragraphs when it has
         some (``hotpotqa-distractor``), else by the retriever server at ``retriever_url``, else by
