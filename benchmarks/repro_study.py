@@ -62,7 +62,8 @@ def study_config(args: argparse.Namespace, seed: int) -> dict:
                 "max_completion_length": args.max_completion_length,
                 "max_tool_calling_iterations": 4,  # the longest plans have 4 calls
                 "learning_rate": args.rl_lr,
-                "temperature": 1.0,
+                "temperature": args.temperature,
+                **({"beta": args.beta} if args.beta is not None else {}),  # None: the training config's
             },
             "methods": {p: PRESETS[p] for p in args.presets},
         },
@@ -95,6 +96,29 @@ def link_shared(first: Path, other: Path) -> None:
         m = first / "stages" / f"{s}.json"
         if m.exists() and not (other / "stages" / f"{s}.json").exists():
             shutil.copy(m, other / "stages" / f"{s}.json")
+
+
+def reuse_shared(args: argparse.Namespace, source: Path, first: Path) -> None:
+    """``--shared-from``: start from another run's shared stages (data, references, SFT model,
+    vanilla/SFT evals) instead of recomputing them -- an RL-only variant from the same SFT warm
+    start. Refused unless that run's seed and its data, teacher, SFT and evaluation settings are this run's."""
+    import yaml
+
+    theirs_path = source / "pipeline.yaml"
+    if not theirs_path.is_file():
+        raise SystemExit(f"--shared-from {source}: no pipeline.yaml there (not a study seed directory)")
+    theirs = yaml.safe_load(theirs_path.read_text())
+    ours = study_config(args, args.seeds[0])
+    for key in ("seed", "student", "data", "teacher", "eval"):
+        if theirs.get(key) != ours.get(key):
+            raise SystemExit(f"--shared-from {theirs_path}: field {key!r} differs from this run's "
+                             f"({theirs.get(key)!r} there, {ours.get(key)!r} here)")
+    if (theirs.get("train") or {}).get("sft") != ours["train"].get("sft"):
+        raise SystemExit(f"--shared-from {theirs_path}: field 'train.sft' differs from this run's")
+    for s in SHARED_STAGES:
+        if not (source / "stages" / f"{s}.json").exists():
+            raise SystemExit(f"--shared-from {source}: its {s} stage is not done")
+    link_shared(source, first)
 
 
 # ----------------------------------------------------------------- statistics
@@ -395,6 +419,8 @@ def run_study(args: argparse.Namespace, runs: list[Path]) -> None:
 
     from rich.progress import Progress
 
+    if args.shared_from:
+        reuse_shared(args, Path(args.shared_from), runs[0])
     shared = Pipeline(study_config(args, args.seeds[0]), runs[0], progress=False)
     shared.run(list(SHARED_STAGES))
     shared.stage_eval(["sft"])
@@ -426,7 +452,7 @@ def run_study(args: argparse.Namespace, runs: list[Path]) -> None:
         raise SystemExit("study units failed: " + "; ".join(failed))
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/study")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -440,14 +466,24 @@ def main() -> None:
     ap.add_argument("--questions-per-step", type=int, default=1)
     ap.add_argument("--max-completion-length", type=int, default=160, help="whole multi-turn completion (TRL)")
     ap.add_argument("--rl-lr", type=float, default=1e-4)
+    ap.add_argument("--temperature", type=float, default=1.0, help="GRPO rollout sampling temperature")
+    ap.add_argument("--beta", type=float, default=None,
+                    help="GRPO KL coefficient (default: configs/cpu.yaml's, 0: no reference forward)")
+    ap.add_argument("--shared-from", metavar="SEED_DIR",
+                    help="reuse that run's data, references, SFT model and vanilla/SFT evals (same seed and settings)")
     ap.add_argument("--limit", type=int, default=60, help="evaluation items per split")
     ap.add_argument("--jobs", type=int, default=2, help="(seed, preset) units run at once")
     ap.add_argument("--plots", default=None, help="directory of the training-curve plot (default: OUT)")
     ap.add_argument("--analyse-only", action="store_true")
     ap.add_argument("--unit", help=argparse.SUPPRESS)  # internal: SEED:PRESET, run by run_study
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.tune and min(args.seeds) < 100:
         ap.error("--tune uses seeds >= 100 only (seeds 0-99 are the study's)")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.unit:
         seed, preset = args.unit.split(":")
@@ -471,7 +507,8 @@ def main() -> None:
     text = (
         f"Seeds {args.seeds}; {args.limit} items per split per seed; SFT {args.sft_steps} steps (shared), "
         f"GRPO {args.rl_steps} steps x {args.questions_per_step} question x {args.generations} rollouts "
-        f"(completion <= {args.max_completion_length} tokens, learning rate {args.rl_lr:g}) per preset and seed.\n\n"
+        f"(completion <= {args.max_completion_length} tokens, learning rate {args.rl_lr:g}, "
+        f"temperature {args.temperature:g}{'' if args.beta is None else f', beta {args.beta:g}'}) per preset and seed.\n\n"
         + md_table(header, rows)
         + "\n\n"
         + (md_table(["finding (paper)", "measured difference [95% CI]", "verdict"], findings) + "\n\n" if findings else "")

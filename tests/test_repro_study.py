@@ -127,3 +127,54 @@ def test_accuracy_differences_are_paired_by_item(study):
     assert study.item_diff(rl, sft, "in")[0] == pytest.approx(-0.1)
     # records without ids: the unpaired interval
     assert study.item_diff({"in": rl["in"]}, {"in": sft["in"]}, "in") == study.boot_ci(rl["in"], sft["in"])
+
+
+def _args(study, *argv):
+    return study.parse_args(list(argv))
+
+
+def _seed_dir(study, args, path: Path) -> Path:
+    import yaml
+
+    path.mkdir(parents=True)
+    cfg = {k: v for k, v in study.study_config(args, args.seeds[0]).items() if not k.startswith("_")}
+    (path / "pipeline.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (path / "stages").mkdir()
+    for s in study.SHARED_STAGES:
+        (path / "stages" / f"{s}.json").write_text('{"stage": "%s"}' % s)
+    (path / "data").mkdir()
+    (path / "references.jsonl").write_text("{}\n")
+    (path / "models" / "sft" / "final").mkdir(parents=True)
+    for m in ("vanilla", "sft"):
+        (path / "eval" / m).mkdir(parents=True)
+        (path / "eval" / m / "synthetic_tune.json").write_text("{}")
+    return path
+
+
+def test_shared_from_links_the_warm_start_of_a_matching_run_and_refuses_another(study, tmp_path):
+    """--shared-from: an RL-only variant (another temperature) reuses a tuning run's data, SFT model and
+    evals; a run whose data or SFT settings differ is refused, naming the file and the field."""
+    base = _args(study, "--tune", "--seeds", "100", "101", "--presets", "mentor")
+    source = _seed_dir(study, base, tmp_path / "old" / "seed100")
+    variant = _args(study, "--tune", "--seeds", "100", "101", "--presets", "mentor", "--temperature", "0.7")
+    assert study.study_config(variant, 100)["train"]["rl"]["temperature"] == 0.7
+    assert "beta" not in study.study_config(variant, 100)["train"]["rl"]  # the training config's own
+    first = tmp_path / "new" / "seed100"
+    study.reuse_shared(variant, source, first)
+    assert (first / "models" / "sft").resolve() == (source / "models" / "sft").resolve()
+    assert (first / "eval" / "sft" / "synthetic_tune.json").exists()
+    assert sorted(p.name for p in (first / "stages").iterdir()) == sorted(f"{s}.json" for s in study.SHARED_STAGES)
+    # the second seed links through the first one's links to the same files
+    study.link_shared(first, tmp_path / "new" / "seed101")
+    assert (tmp_path / "new" / "seed101" / "models" / "sft").resolve() == (source / "models" / "sft").resolve()
+
+    other_data = _args(study, "--tune", "--seeds", "100", "--presets", "mentor", "--n-train", "32")
+    with pytest.raises(SystemExit, match=r"seed100/pipeline.yaml: field 'data' differs"):
+        study.reuse_shared(other_data, source, tmp_path / "x" / "seed100")
+    other_sft = _args(study, "--tune", "--seeds", "100", "--presets", "mentor", "--sft-steps", "10")
+    with pytest.raises(SystemExit, match=r"field 'train.sft' differs"):
+        study.reuse_shared(other_sft, source, tmp_path / "y" / "seed100")
+    other_seed = _args(study, "--tune", "--seeds", "101", "--presets", "mentor")
+    with pytest.raises(SystemExit, match=r"field 'seed' differs"):
+        study.reuse_shared(other_seed, source, tmp_path / "z" / "seed101")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "z").exists()  # nothing linked when refused
