@@ -247,13 +247,27 @@ def _merged_float32(peft_model: Any) -> Any:
 
 def save_final(trainer: Any, final: Path, model: Any = None) -> None:
     """Save ``model`` (default: the trainer's, unwrapped) and the tokenizer to ``final``
-    atomically (a temporary directory renamed into place)."""
+    atomically (a temporary directory renamed into place), from the main process only.
+
+    Full fine-tuning goes through ``Trainer.save_model``, which gathers the weights that DeepSpeed
+    ZeRO-3 / FSDP shard over the processes (``zero3_save_16bit_model`` in
+    ``configs/accelerate/deepspeed_zero3.yaml``): every process takes part, only the main one
+    writes. A LoRA adapter (``lora_grpo``, SFT's merge) is merged and saved by the main process."""
+    acc = trainer.accelerator
+    main = bool(trainer.args.should_save)
     tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model = model if model is not None else trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(model, "merge_and_unload"):  # LoRA GRPO (lora_grpo): save a plain merged float32 model
-        model = _merged_float32(model)
-    model.save_pretrained(str(tmp))
-    trainer.processing_class.save_pretrained(str(tmp))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    if model is None and not hasattr(acc.unwrap_model(trainer.model), "merge_and_unload"):
+        trainer.save_model(str(tmp))  # collective under ZeRO-3/FSDP; writes (with the tokenizer) on the main process
+    elif main:
+        model = model if model is not None else acc.unwrap_model(trainer.model)
+        if hasattr(model, "merge_and_unload"):  # LoRA GRPO (lora_grpo): save a plain merged float32 model
+            model = _merged_float32(model)
+        model.save_pretrained(str(tmp))
+    if main:
+        trainer.processing_class.save_pretrained(str(tmp))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    acc.wait_for_everyone()
