@@ -216,3 +216,23 @@ def test_report_open_prints_the_report_and_plot_paths_without_rebuilding(tmp_pat
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [(run / "report.html").resolve().as_uri(), (run / "plots" / "fig6.png").resolve().as_uri()]
     assert (run / "report.html").stat().st_mtime_ns == before
+
+
+def test_live_accuracy_shows_the_running_evaluation_only(capsys):
+    """An eval stage over several models and benchmarks: the row shows the accuracy of the
+    evaluation under way, not a pile of finished ones, and never pools two benchmarks."""
+    from rich.console import Console
+
+    from mentor.display import LiveAccuracy
+
+    disp = RunDisplay(["eval"], plain=True, console=Console(file=sys.stdout, force_terminal=False, width=300), run_row=False)
+    with disp.stage("eval", total=4, unit="items") as row:
+        with LiveAccuracy(row, "sft synthetic:test acc") as live:
+            live({"correct": True})
+            live({"correct": True})
+        with LiveAccuracy(row, "sft synthetic:ood acc") as live:
+            live({"correct": False})
+            live({"correct": True})
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("[eval] items 4/4  sft synthetic:ood acc 0.500  ")
+    assert "synthetic:test" not in last

@@ -362,7 +362,10 @@ def describe_error(e: BaseException) -> str:
 
 
 class LiveAccuracy:
-    """``on_record`` for evaluation: the stage row shows items done and the accuracy so far."""
+    """``on_record`` for one evaluation (one benchmark of one model): the stage row shows items
+    done and the accuracy so far under ``label``. Use it as a context manager: when the evaluation
+    ends its measure leaves the row (its final accuracy is the caller's event line), so the next
+    benchmark's accuracy is not shown next to a finished one's, nor pooled with it."""
 
     def __init__(self, row: StageRow | None, label: str = "accuracy"):
         self.row, self.label, self.n, self.correct = row, label, 0, 0
@@ -372,6 +375,13 @@ class LiveAccuracy:
         self.correct += bool(record.get("correct"))
         if self.row is not None:
             self.row.update(self.row.done + 1, **{self.label: self.correct / self.n})
+
+    def __enter__(self) -> LiveAccuracy:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.row is not None:
+            self.row.measures.pop(self.label, None)
 
 
 def trainer_display(row: StageRow):

@@ -90,11 +90,11 @@ def _evaluate_all(model: str, names: list[str], out: Path, row, dtype: str, back
     row.set_total(sum(len(b.items) for b in benches))
     generator = make_generator(model, base_url=settings["base_url"], batch_size=settings["batch_size"], dtype=dtype,
                                backend=backend)
-    live = LiveAccuracy(row)
     results = []
     for name, bench in zip(names, benches, strict=True):
         target = out if len(names) == 1 else out / result_filename_for(name, not settings["tools"])
-        res = evaluate(model, bench, generator=generator, progress=False, on_record=live, out=target, **settings)
+        with LiveAccuracy(row, f"{bench.name} acc" if len(names) > 1 else "accuracy") as live:
+            res = evaluate(model, bench, generator=generator, progress=False, on_record=live, out=target, **settings)
         results.append(res)
         t = res["timings"]
         row.event(f"{res['benchmark']} ({res['kind']}, tools={'on' if settings['tools'] else 'off'}): accuracy "

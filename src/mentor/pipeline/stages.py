@@ -301,17 +301,18 @@ class Pipeline:
         ``overrides``: ``evaluate`` keywords that replace the configured decoding."""
         e = self.config.eval
         written = []
-        live = LiveAccuracy(row, f"{method} acc")
         with contextlib.ExitStack() as stack:
             generator = generator or self._generator(method, model, stack, row)
             for bench, tools in jobs:
                 target = self.eval_dir(method) / result_name(bench, tools)
-                res = evaluate(model, (benchmarks or {}).get(bench, bench), generator=generator, executor=executor,
-                               limit=e.limit, tools=tools, max_turns=int(e.max_turns),
-                               **{**e.decoding(self.config.seed), **(overrides or {})},
-                               progress=self.progress if row is None else False,
-                               label=method, partial=target.with_name(target.name + ".partial.jsonl"),  # item-level resume
-                               on_record=live if row is not None else None)
+                label = f"{method} {bench}{'' if tools else ' (no tools)'} acc"
+                with LiveAccuracy(row, label) as live:
+                    res = evaluate(model, (benchmarks or {}).get(bench, bench), generator=generator, executor=executor,
+                                   limit=e.limit, tools=tools, max_turns=int(e.max_turns),
+                                   **{**e.decoding(self.config.seed), **(overrides or {})},
+                                   progress=self.progress if row is None else False,
+                                   label=method, partial=target.with_name(target.name + ".partial.jsonl"),  # item-level resume
+                                   on_record=live if row is not None else None)
                 write_json(target, res)
                 written.append(target.name)
                 message = f"  {method} on {bench}{'' if tools else ' (no tools)'}: accuracy {res['accuracy']:.3f}"
