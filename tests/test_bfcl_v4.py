@@ -368,3 +368,43 @@ def test_report_and_summary_show_the_papers_bfcl_columns(tmp_path):
     assert row["bfcl_overall"] == pytest.approx(0.9) and row["bfcl_non_live"] == 0.5
     assert row["bfcl_multi_turn"] == 1.0 and row["bfcl_agentic"] is None
     assert "bfcl_overall" not in summary_row([], None)  # no BFCL columns without a BFCL result
+
+
+def test_multi_turn_turns_go_to_an_openai_server_together_each_with_its_own_tools():
+    """BFCL's multi-turn entries each bring their own functions: with an OpenAI-compatible server
+    one turn of every conversation is in flight at once (``concurrency``), each request carrying
+    its conversation's tools (before: grouped by tool set, so one request at a time)."""
+    import asyncio
+    import threading
+
+    from conftest import loopback_server, openai_app
+    from mentor.generation.loop import Sampling
+    from mentor.generation.openai_compat import OpenAIConfig, OpenAIGenerator
+
+    lock, state = threading.Lock(), {"now": 0, "max": 0, "tools": {}}
+
+    async def chat(body):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+            user = next(m for m in body["messages"] if m["role"] == "user")["content"]
+            state["tools"][user] = [t["function"]["name"] for t in body.get("tools") or []]
+        await asyncio.sleep(0.3)
+        with lock:
+            state["now"] -= 1
+        return {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"done: {user}"}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+
+    def fn(name):
+        return {"type": "function", "function": {"name": name, "description": name, "parameters": {"type": "object", "properties": {}}}}
+
+    convs = [[{"role": "user", "content": f"conversation {i}"}] for i in range(4)]
+    tools = [[fn(f"tool_{i}")] for i in range(4)]
+    done = []
+    with loopback_server(openai_app(chat)) as port:
+        gen = OpenAIGenerator(OpenAIConfig(base_url=f"http://127.0.0.1:{port}/v1", model="m", concurrency=4, retries=0))
+        out = mt.generate_each(gen, convs, tools, Sampling(temperature=0), advance=lambda: done.append(1))
+    assert [g.message["content"] for g in out] == [f"done: conversation {i}" for i in range(4)]
+    assert state["tools"] == {f"conversation {i}": [f"tool_{i}"] for i in range(4)}
+    assert state["max"] == 4 and len(done) == 4

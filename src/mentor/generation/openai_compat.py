@@ -290,21 +290,33 @@ class OpenAIGenerator:
     def generate(
         self, conversations: Sequence[list[dict[str, Any]]], tools: list[dict[str, Any]] | None, sampling: Sampling
     ) -> list[Generation]:
+        return self.generate_each(conversations, [tools] * len(conversations), sampling)
+
+    def generate_each(
+        self, conversations: Sequence[list[dict[str, Any]]], tools: Sequence[list[dict[str, Any]] | None],
+        sampling: Sampling, on_done: Callable[[], None] | None = None,
+    ) -> list[Generation]:
+        """One assistant turn per conversation, conversation ``i`` with tool set ``tools[i]`` (BFCL's
+        multi-turn entries each bring their own), all of them ``concurrency`` in flight;
+        ``on_done()`` as each one returns."""
         cfg = replace(self.config, sampling=sampling)
 
         async def main() -> list[Generation]:
             chat = OpenAIChat(cfg)
             sem = asyncio.Semaphore(max(1, cfg.concurrency))
 
-            async def one(conv):
+            async def one(conv, conv_tools):
                 async with sem:
                     try:
-                        return await chat.complete(conv, tools)
+                        gen = await chat.complete(conv, conv_tools)
                     except EndpointError as e:
-                        return Generation({"role": "assistant", "content": "", "error": str(e)}, tokens=0)
+                        gen = Generation({"role": "assistant", "content": "", "error": str(e)}, tokens=0)
+                if on_done:
+                    on_done()
+                return gen
 
             try:
-                return list(await asyncio.gather(*(one(c) for c in conversations)))
+                return list(await asyncio.gather(*(one(c, t) for c, t in zip(conversations, tools, strict=True))))
             finally:
                 await chat.close()
 

@@ -38,8 +38,12 @@ EXEC_ERROR = "Error during execution"
 def generate_each(generator: Any, conversations: Sequence[list[dict[str, Any]]],
                   tools: Sequence[list[dict[str, Any]] | None], sampling: Sampling,
                   advance: Any = None) -> list[Generation]:
-    """One assistant turn per conversation, each with its own tools: rendered and generated in
-    batches when the generator can (``render`` + ``generate_rendered``), else grouped by tool set."""
+    """One assistant turn per conversation, each with its own tools: all at once when the generator
+    takes a tool set per conversation (``generate_each``: the OpenAI-compatible client, requests in
+    flight together), rendered and generated in batches when it can (``render`` +
+    ``generate_rendered``), else grouped by tool set."""
+    if hasattr(generator, "generate_each"):
+        return generator.generate_each(conversations, tools, sampling, on_done=advance)
     out: list[Generation | None] = [None] * len(conversations)
     if hasattr(generator, "generate_rendered"):
         bs = max(1, getattr(generator, "batch_size", 8))
