@@ -165,6 +165,8 @@ def test_grpo_records_and_checkpoints(grpo_run, refs, base_weights):
     meta = json.loads((ckpt / "mentor_run.json").read_text())
     assert meta["references_sha256"] == file_sha256(refs) and meta["config"]["preset"] == "mentor"
     assert meta["reward_components"] == list(PRESETS["mentor"]) and meta["seed"] == 0
+    budget = meta["completion_budget"]  # the 4 one-call trajectories against max_completion_length 40
+    assert (budget["max_completion_length"], budget["references"]) == (40, 4) and budget["fit"] == 0
     model, tok = load(str(grpo_run / "final"))
     assert tok.chat_template
     # GRPO moves the weights when some group had reward variance (a non-zero advantage). The

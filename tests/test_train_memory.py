@@ -4,6 +4,7 @@ with an error naming the setting to lower."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -147,3 +148,32 @@ def test_sft_estimate_names_the_setting_to_lower(tmp_path, default_model_path):
     assert check_sft_memory(nockpt, tok, ds, available=64 * 10**9)["activations"] > 4 * est["activations"]
     with pytest.raises(MemoryBudgetError, match="sft.per_device_train_batch_size"):
         check_sft_memory(nockpt, tok, ds, available=6 * 10**9)
+
+
+def test_completion_budget_counts_each_teacher_trajectory_against_max_completion_length(tmp_path, default_model_path):
+    """What TRL's tool loop counts against grpo.max_completion_length for a teacher trajectory:
+    every assistant turn and tool result with their turn markers. A longer solution (one more
+    call) takes more; the budget holds exactly the trajectories not longer than it; the GRPO
+    header warns when some do not fit (the CPU study's 160 held 7 of 64)."""
+    from mentor.models import load_tokenizer
+    from mentor.references import load_references
+    from mentor.train import data as D
+    from mentor.train.grpo import budget_warning
+    from test_train import TOOLS, _refs
+
+    tok = load_tokenizer("smollm2-135m-compact")
+    refs = load_references(_refs(tmp_path / "refs.jsonl"))
+    longer = copy.deepcopy(refs[0])  # the same question solved with a second (redundant) call
+    longer.id = "q-longer"
+    longer.messages = longer.messages[:2] + longer.messages[:2] + longer.messages[2:]
+    refs.append(longer)
+    lengths = D.teacher_completion_tokens(tok, refs, TOOLS)
+    assert len(lengths) == 5 and all(n > 20 for n in lengths)
+    assert lengths[4] > lengths[0] + 20  # the second call and its result
+    top = max(lengths)
+    full = D.completion_budget(tok, refs, top, TOOLS)
+    assert full["fit"] == 5 and full["teacher_tokens"]["max"] == top and budget_warning(full) is None
+    cut = D.completion_budget(tok, refs, top - 1, TOOLS)
+    assert cut["fit"] == sum(n < top for n in lengths) == 4
+    warning = budget_warning(cut)
+    assert f"max_completion_length {top - 1} holds 4 of 5 teacher trajectories" in warning and f"Raise it to {top}" in warning

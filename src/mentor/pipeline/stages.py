@@ -220,6 +220,7 @@ class Pipeline:
 
     def stage_rl(self, method: str, preset: str, row: StageRow | None = None) -> dict[str, Any]:
         from mentor.train import train_grpo  # torch, transformers, TRL: only when a training stage runs
+        from mentor.train.grpo import budget_warning
 
         from_sft = self.config.rl_init == "sft"
         init = self.model_for("sft") if from_sft else self.model_for("vanilla")
@@ -230,7 +231,10 @@ class Pipeline:
                            resume=_has_checkpoint(out), seed=self.config.seed, callbacks=_shown(row),
                            **dict(self.config.train.rl or {}))
         self._drop_checkpoints(out)
-        return {"model": str(final), "preset": preset, "init": init}
+        budget = json.loads((out / "run.json").read_text()).get("completion_budget") if (out / "run.json").exists() else None
+        if warning := budget_warning(budget):
+            (row.event if row is not None else self.console.print)(f"warning: {warning}")
+        return {"model": str(final), "preset": preset, "init": init, **({"completion_budget": budget} if budget else {})}
 
     def _drop_checkpoints(self, out: Path) -> None:
         """Once ``final/`` is saved the stage is done and its resume checkpoints (weights plus

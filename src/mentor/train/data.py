@@ -91,6 +91,33 @@ def sft_conversations(refs: list[Reference], path: str | os.PathLike = "referenc
     return convs
 
 
+def teacher_completion_tokens(tokenizer: Any, refs: list[Reference], tools: Any = None,
+                              path: str | os.PathLike = "references") -> list[int]:
+    """Per reference: the tokens its teacher trajectory takes as a GRPO completion, i.e. what TRL's
+    tool loop counts against ``max_completion_length`` -- every assistant turn and every tool result
+    with the chat template's turn markers, after the prompt's generation prompt."""
+    from mentor.tools.callables import callables
+
+    kw = {"tools": callables(tools or get_task(task_of(refs)).toolset)}  # what TRL renders
+    out = []
+    for conv in sft_conversations(refs, path):
+        prompt = [m for m in conv if m["role"] not in ("assistant", "tool")]
+        head = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False, **kw)
+        whole = tokenizer.apply_chat_template(conv, tokenize=False, **kw)
+        out.append(len(tokenizer(whole, add_special_tokens=False)["input_ids"])
+                   - len(tokenizer(head, add_special_tokens=False)["input_ids"]))
+    return out
+
+
+def completion_budget(tokenizer: Any, refs: list[Reference], budget: int, tools: Any = None) -> dict[str, Any]:
+    """How many teacher trajectories fit in ``budget`` completion tokens: a student whose answer
+    needs as many tokens as the teacher's can only be right on those (TRL stops the tool loop
+    before a tool result that would pass the budget; a cut completion has no answer)."""
+    lengths = sorted(teacher_completion_tokens(tokenizer, refs, tools))
+    return {"max_completion_length": budget, "references": len(lengths), "fit": sum(n <= budget for n in lengths),
+            "teacher_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]} if lengths else {}}
+
+
 def sft_dataset(refs: list[Reference], path: str | os.PathLike = "references", tools: Any = None):
     """``messages`` (stored as JSON so that tool calls with different argument names keep their
     own keys) and ``tools`` (the JSON schemas, as TRL's SFT tokenizer reads them)."""

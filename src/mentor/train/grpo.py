@@ -46,6 +46,7 @@ class GRPOPlan:
     tools: Any  # the tool set offered to the student
     out: Path
     references: str | os.PathLike
+    budget: dict[str, Any] | None = None  # data.completion_budget: teacher trajectories within max_completion_length
 
 
 def speed_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,10 +95,14 @@ def batch_schedule(args: Any) -> dict[str, Any]:
     }
 
 
-def print_header(cfg: Mapping[str, Any], stage: str = "grpo", schedule: Mapping[str, Any] | None = None) -> None:
+def print_header(cfg: Mapping[str, Any], stage: str = "grpo", schedule: Mapping[str, Any] | None = None,
+                 budget: Mapping[str, Any] | None = None) -> None:
     opts = {**speed_options(cfg), **(schedule or {})}
-    Console(stderr=True).print(f"\\[mentor] {stage} with {cfg.get('model')}: "
-                               + ", ".join(f"{k}={v}" for k, v in opts.items()), highlight=False)
+    console = Console(stderr=True)
+    console.print(f"\\[mentor] {stage} with {cfg.get('model')}: " + ", ".join(f"{k}={v}" for k, v in opts.items()),
+                  highlight=False)
+    if warning := budget_warning(budget):
+        console.print(f"\\[mentor] warning: {warning}", highlight=False)
 
 
 def _check_speed_options(cfg: Mapping[str, Any]) -> None:
@@ -132,8 +137,20 @@ def prepare_grpo(
     tools = cfg.get("tools") or get_task(task).toolset
     if cfg.get("memory_check", True):
         check_grpo_memory(cfg, tok, refs, tools)
+    budget = D.completion_budget(tok, refs, int((cfg.get("grpo") or {}).get("max_completion_length") or 256), tools)
     return GRPOPlan(cfg=cfg, weights=weights, refs=refs, tokenizer=tok, checkpoint=ckpt, task=task,
-                    tools=tools, out=out, references=references)
+                    tools=tools, out=out, references=references, budget=budget)
+
+
+def budget_warning(budget: Mapping[str, Any] | None) -> str | None:
+    """The header's warning when some teacher trajectories do not fit in ``max_completion_length``."""
+    if not budget or budget["fit"] >= budget["references"]:
+        return None
+    t = budget["teacher_tokens"]
+    return (f"grpo.max_completion_length {budget['max_completion_length']} holds {budget['fit']} of "
+            f"{budget['references']} teacher trajectories (their completions take {t['min']}-{t['max']} tokens, "
+            f"median {t['median']}): a rollout that solves a longer one as the teacher did is cut off before its "
+            f"answer (correctness reward 0). Raise it to {t['max']} to fit them all.")
 
 
 def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Sequence[Any] = ()):
@@ -159,7 +176,7 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
     schedule = batch_schedule(args)
     meta_file = write_run_metadata(out, cfg, plan.references, "grpo", reward_components=list(plan.weights),
                                    reward_weights=plan.weights, tools=plan.tools, speed_options=speed_options(cfg),
-                                   schedule=schedule)
+                                   schedule=schedule, completion_budget=plan.budget)
     recorder = StepRecorder(out / "metrics.jsonl", list(plan.weights), clock,
                             meta={"preset": cfg["preset"]})
     if plan.checkpoint:
@@ -167,7 +184,7 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
     elif (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()
     tb = TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))
-    print_header(cfg, schedule=schedule)
+    print_header(cfg, schedule=schedule, budget=plan.budget)
     model = load_model(cfg["model"], dtype=str(cfg.get("model_dtype") or "float32"))
     model.train()
     peft_config = None
