@@ -68,8 +68,9 @@ def test_completion_logps_equal_trls_fused_head(default_model_path, lora, share)
     torch.testing.assert_close(lp_b, lp_a, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(ent_b, ent_a, atol=1e-4, rtol=1e-4)
     assert g_a.keys() == g_b.keys() and len(g_a) > (100 if lora else 200)
-    for name in g_a:
-        torch.testing.assert_close(g_b[name], g_a[name], atol=5e-5, rtol=2e-3, msg=lambda m, name=name: f"{name}: {m}")
+    for name in g_a:  # atol: fp32 summation order follows the thread count (at 1 thread one element
+        # of 884,736 was 5.9e-5 off); a wrong gradient is off by the gradient's own scale (~1e-3)
+        torch.testing.assert_close(g_b[name], g_a[name], atol=1e-4, rtol=2e-3, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_compact_path_defers_to_trl_where_it_does_not_apply(default_model_path):
