@@ -382,6 +382,7 @@ def test_multi_turn_turns_go_to_an_openai_server_together_each_with_its_own_tool
     from mentor.generation.openai_compat import OpenAIConfig, OpenAIGenerator
 
     lock, state = threading.Lock(), {"now": 0, "max": 0, "tools": {}}
+    all_in = asyncio.Event()  # the server's loop: a request waits (up to 5 s) until 4 are in flight
 
     async def chat(body):
         with lock:
@@ -389,7 +390,12 @@ def test_multi_turn_turns_go_to_an_openai_server_together_each_with_its_own_tool
             state["max"] = max(state["max"], state["now"])
             user = next(m for m in body["messages"] if m["role"] == "user")["content"]
             state["tools"][user] = [t["function"]["name"] for t in body.get("tools") or []]
-        await asyncio.sleep(0.3)
+            if state["now"] == 4:
+                all_in.set()
+        try:
+            await asyncio.wait_for(all_in.wait(), 5)
+        except TimeoutError:
+            pass
         with lock:
             state["now"] -= 1
         return {"id": "x", "object": "chat.completion", "created": 0, "model": "m",

@@ -236,3 +236,22 @@ def test_live_accuracy_shows_the_running_evaluation_only(capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("[eval] items 4/4  sft synthetic:ood acc 0.500  ")
     assert "synthetic:test" not in last
+
+
+def test_a_finished_accuracy_leaves_the_live_row_at_once():
+    """Live (terminal) display: when an evaluation ends, its accuracy leaves the row immediately,
+    not at the next model's first item (which may be minutes away, behind a model load)."""
+    from rich.console import Console
+
+    from mentor.display import LiveAccuracy
+
+    disp = RunDisplay(["eval"], plain=False, console=Console(file=io.StringIO(), force_terminal=True, width=300), run_row=False)
+    try:
+        with disp.stage("eval", total=4, unit="items") as row:
+            task = next(t for t in disp._progress.tasks if t.id == row._task)
+            with LiveAccuracy(row, "sft synthetic:test acc") as live:
+                live({"correct": True})
+                assert "sft synthetic:test acc 1.000" in task.fields["measures"]
+            assert "synthetic:test" not in task.fields["measures"]
+    finally:
+        disp.close()

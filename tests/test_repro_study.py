@@ -177,4 +177,10 @@ def test_shared_from_links_the_warm_start_of_a_matching_run_and_refuses_another(
     other_seed = _args(study, "--tune", "--seeds", "101", "--presets", "mentor")
     with pytest.raises(SystemExit, match=r"field 'seed' differs"):
         study.reuse_shared(other_seed, source, tmp_path / "z" / "seed101")
-    assert not (tmp_path / "x").exists() and not (tmp_path / "z").exists()  # nothing linked when refused
+    other_eval = _args(study, "--tune", "--seeds", "100", "--presets", "mentor", "--limit", "30")
+    with pytest.raises(SystemExit, match=r"field 'eval' differs"):
+        study.reuse_shared(other_eval, source, tmp_path / "e" / "seed100")
+    (source / "eval" / "sft" / "synthetic_tune.json").unlink()  # its SFT evaluation unfinished: not ours to write into
+    with pytest.raises(SystemExit, match=r"its SFT evaluation on synthetic:tune is not done"):
+        study.reuse_shared(variant, source, tmp_path / "w" / "seed100")
+    assert not any((tmp_path / d).exists() for d in "xyzew")  # nothing linked when refused

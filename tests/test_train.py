@@ -114,6 +114,16 @@ def test_sft_lora_assistant_only(sft_run, refs, base_weights):
     model, tok = load(str(sft_run / "final"))  # merged LoRA: a plain HF model
     assert changed(base_weights, {k: v for k, v in model.state_dict().items()})
     assert not any("lora" in k for k in model.state_dict())
+    # final/ is the saved adapter on the base: the same logits as the unmerged PEFT model
+    from peft import PeftModel
+
+    from mentor.models import load_model
+
+    assert (sft_run / "adapter" / "tokenizer_config.json").exists()
+    unmerged = PeftModel.from_pretrained(load_model("smollm2-135m"), str(sft_run / "adapter")).eval()
+    ids = tok("What is 6 times 7?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, unmerged(ids).logits, atol=1e-4, rtol=1e-4)
 
 
 def test_sft_loss_mask_covers_assistant_turns_only(refs, cfg_file, work):

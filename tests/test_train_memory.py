@@ -150,11 +150,42 @@ def test_sft_estimate_names_the_setting_to_lower(tmp_path, default_model_path):
         check_sft_memory(nockpt, tok, ds, available=6 * 10**9)
 
 
-def test_completion_budget_counts_each_teacher_trajectory_against_max_completion_length(tmp_path, default_model_path):
+def _trl_count(tok, conv, tools) -> int:
+    """What TRL's tool loop puts in ``completion_ids`` for a rollout that writes the teacher's turns:
+    each generated assistant turn up to its EOS, and after each run of tool results the suffix
+    of TRL's own ``GRPOTrainer._get_tool_suffix_ids`` (called on a stand-in for the trainer)."""
+    from types import SimpleNamespace
+
+    from trl import GRPOTrainer
+
+    from mentor.tools.callables import callables
+
+    kw = {"tools": callables(tools)}
+    trainer = SimpleNamespace(processing_class=tok, chat_template=None, chat_template_kwargs=kw, _is_vlm=False, _tokenizer=tok)
+    k = next(i for i, m in enumerate(conv) if m["role"] in ("assistant", "tool"))
+    n = 0
+    while k < len(conv):
+        if conv[k]["role"] == "assistant":
+            before = tok(tok.apply_chat_template(conv[:k], add_generation_prompt=True, tokenize=False, **kw), add_special_tokens=False)["input_ids"]
+            after = tok(tok.apply_chat_template(conv[: k + 1], tokenize=False, **kw), add_special_tokens=False)["input_ids"]
+            assert after[: len(before)] == before
+            turn = after[len(before):]
+            n += turn.index(tok.eos_token_id) + 1  # generation stops at EOS
+            k += 1
+        else:
+            j = k
+            while j < len(conv) and conv[j]["role"] == "tool":
+                j += 1
+            n += len(GRPOTrainer._get_tool_suffix_ids(trainer, conv[k:j]))
+            k = j
+    return n
+
+
+def test_completion_budget_counts_each_teacher_trajectory_as_trls_tool_loop(tmp_path, default_model_path):
     """What TRL's tool loop counts against grpo.max_completion_length for a teacher trajectory:
-    every assistant turn and tool result with their turn markers. A longer solution (one more
-    call) takes more; the budget holds exactly the trajectories not longer than it; the GRPO
-    header warns when some do not fit (the CPU study's 160 held 7 of 64)."""
+    every assistant turn to its EOS and TRL's own tool-result suffixes -- the same count, token for
+    token, on one- and two-call solutions. The budget holds exactly the trajectories not longer than
+    it; the GRPO header warns when some do not fit (the CPU study's 160 held 7 of 64)."""
     from mentor.models import load_tokenizer
     from mentor.references import load_references
     from mentor.train import data as D
@@ -168,7 +199,7 @@ def test_completion_budget_counts_each_teacher_trajectory_against_max_completion
     longer.messages = longer.messages[:2] + longer.messages[:2] + longer.messages[2:]
     refs.append(longer)
     lengths = D.teacher_completion_tokens(tok, refs, TOOLS)
-    assert len(lengths) == 5 and all(n > 20 for n in lengths)
+    assert lengths == [_trl_count(tok, conv, TOOLS) for conv in D.sft_conversations(refs)]
     assert lengths[4] > lengths[0] + 20  # the second call and its result
     top = max(lengths)
     full = D.completion_budget(tok, refs, top, TOOLS)

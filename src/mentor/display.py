@@ -308,6 +308,14 @@ class StageRow:
     def event(self, text: str) -> None:
         self.display.print(f"[{self.name}] {text}")
 
+    def drop(self, key: str) -> None:
+        """Stop showing the measure ``key`` (a finished evaluation's accuracy); the live row is
+        redrawn at once, a plain display prints nothing."""
+        self.measures.pop(key, None)
+        progress = self.display._progress
+        if progress is not None and self._task is not None:
+            progress.update(self._task, measures="  ".join(f"{k} {_fmt(v)}" for k, v in self.measures.items()))
+
     def close(self) -> None:
         if self._unprinted is not None:  # plain mode: the stage's last state, held back by the interval
             self.display.print(self._unprinted)
@@ -381,7 +389,7 @@ class LiveAccuracy:
 
     def __exit__(self, *exc: Any) -> None:
         if self.row is not None:
-            self.row.measures.pop(self.label, None)
+            self.row.drop(self.label)
 
 
 def trainer_display(row: StageRow):

@@ -92,28 +92,40 @@ def sft_conversations(refs: list[Reference], path: str | os.PathLike = "referenc
 
 
 def teacher_completion_tokens(tokenizer: Any, refs: list[Reference], tools: Any = None,
-                              path: str | os.PathLike = "references") -> list[int]:
+                              path: str | os.PathLike = "references",
+                              chat_template_kwargs: dict[str, Any] | None = None) -> list[int]:
     """Per reference: the tokens its teacher trajectory takes as a GRPO completion, i.e. what TRL's
-    tool loop counts against ``max_completion_length`` -- every assistant turn and every tool result
-    with the chat template's turn markers, after the prompt's generation prompt."""
+    tool loop counts against ``max_completion_length`` -- every assistant turn up to and including
+    its end-of-sequence token and every tool result with the chat template's turn markers, after
+    the prompt's generation prompt; rendered with the template TRL trains with (its
+    prefix-preserving training template where the model's is not, e.g. Qwen3) and
+    ``chat_template_kwargs`` (``grpo.chat_template_kwargs``)."""
+    from trl.chat_template_utils import get_training_chat_template, is_chat_template_prefix_preserving
+
     from mentor.tools.callables import callables
 
-    kw = {"tools": callables(tools or get_task(task_of(refs)).toolset)}  # what TRL renders
+    kw: dict[str, Any] = {"tools": callables(tools or get_task(task_of(refs)).toolset), **(chat_template_kwargs or {})}
+    if not is_chat_template_prefix_preserving(tokenizer):
+        kw["chat_template"] = get_training_chat_template(tokenizer)
+    eos = tokenizer.eos_token_id
     out = []
     for conv in sft_conversations(refs, path):
         prompt = [m for m in conv if m["role"] not in ("assistant", "tool")]
         head = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False, **kw)
         whole = tokenizer.apply_chat_template(conv, tokenize=False, **kw)
-        out.append(len(tokenizer(whole, add_special_tokens=False)["input_ids"])
-                   - len(tokenizer(head, add_special_tokens=False)["input_ids"]))
+        ids = tokenizer(whole, add_special_tokens=False)["input_ids"]
+        if eos in ids[-3:]:  # the last turn's generation ends at its EOS ("<|im_end|>"), not at the "\n" after it
+            ids = ids[: len(ids) - ids[::-1].index(eos)]
+        out.append(len(ids) - len(tokenizer(head, add_special_tokens=False)["input_ids"]))
     return out
 
 
-def completion_budget(tokenizer: Any, refs: list[Reference], budget: int, tools: Any = None) -> dict[str, Any]:
+def completion_budget(tokenizer: Any, refs: list[Reference], budget: int, tools: Any = None,
+                      chat_template_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """How many teacher trajectories fit in ``budget`` completion tokens: a student whose answer
     needs as many tokens as the teacher's can only be right on those (TRL stops the tool loop
     before a tool result that would pass the budget; a cut completion has no answer)."""
-    lengths = sorted(teacher_completion_tokens(tokenizer, refs, tools))
+    lengths = sorted(teacher_completion_tokens(tokenizer, refs, tools, chat_template_kwargs=chat_template_kwargs))
     return {"max_completion_length": budget, "references": len(lengths), "fit": sum(n <= budget for n in lengths),
             "teacher_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]} if lengths else {}}
 

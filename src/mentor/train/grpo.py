@@ -137,7 +137,9 @@ def prepare_grpo(
     tools = cfg.get("tools") or get_task(task).toolset
     if cfg.get("memory_check", True):
         check_grpo_memory(cfg, tok, refs, tools)
-    budget = D.completion_budget(tok, refs, int((cfg.get("grpo") or {}).get("max_completion_length") or 256), tools)
+    g = cfg.get("grpo") or {}
+    budget = D.completion_budget(tok, refs, int(g.get("max_completion_length") or 512), tools,  # 512: TRL's default
+                                 chat_template_kwargs=g.get("chat_template_kwargs"))
     return GRPOPlan(cfg=cfg, weights=weights, refs=refs, tokenizer=tok, checkpoint=ckpt, task=task,
                     tools=tools, out=out, references=references, budget=budget)
 
@@ -269,7 +271,10 @@ def save_final(trainer: Any, final: Path, model: Any = None) -> None:
     Full fine-tuning goes through ``Trainer.save_model``, which gathers the weights that DeepSpeed
     ZeRO-3 / FSDP shard over the processes (``zero3_save_16bit_model`` in
     ``configs/accelerate/deepspeed_zero3.yaml``): every process takes part, only the main one
-    writes. A LoRA adapter (``lora_grpo``, SFT's merge) is merged and saved by the main process."""
+    writes; a run that gathers no full weights (FSDP's sharded state dict, ZeRO-3 without the
+    16-bit gather) is an error, not a ``final/`` without weights. ``model`` (SFT's merged model)
+    and LoRA GRPO (``lora_grpo``: the CPU configs; its in-memory merge needs unsharded weights,
+    so not under ZeRO-3) are saved by the main process."""
     acc = trainer.accelerator
     main = bool(trainer.args.should_save)
     tmp = final.with_name(final.name + ".tmp")
@@ -277,7 +282,11 @@ def save_final(trainer: Any, final: Path, model: Any = None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     acc.wait_for_everyone()
     if model is None and not hasattr(acc.unwrap_model(trainer.model), "merge_and_unload"):
-        trainer.save_model(str(tmp))  # collective under ZeRO-3/FSDP; writes (with the tokenizer) on the main process
+        trainer.save_model(str(tmp), _internal_call=True)  # collective under ZeRO-3/FSDP; the main process writes
+        if main and not any(tmp.glob("*.safetensors")) and not any(tmp.glob("pytorch_model*.bin")):
+            raise TrainError(f"{tmp}: the trainer saved no full model weights (FSDP with a sharded state dict, or "
+                             "DeepSpeed ZeRO-3 without stage3_gather_16bit_weights_on_model_save / "
+                             "zero3_save_16bit_model: true); the last checkpoint holds the training state")
     elif main:
         model = model if model is not None else acc.unwrap_model(trainer.model)
         if hasattr(model, "merge_and_unload"):  # LoRA GRPO (lora_grpo): save a plain merged float32 model

@@ -89,12 +89,25 @@ def train_sft(
 
 
 def save_sft_final(trainer: Any, out: Path, merge: bool = True) -> Path:
+    """``OUTPUT_DIR/adapter`` (the LoRA adapter and tokenizer) and ``OUTPUT_DIR/final`` (the base
+    with the adapter merged; the adapter alone with ``merge_lora: false``). The adapter goes through
+    ``Trainer.save_model`` on every process (under DeepSpeed ZeRO-3 that gathers its shards; the
+    main process writes); the merge is done by the main process from the saved adapter and the base
+    weights read from disk, so it never touches sharded parameters."""
     model = trainer.accelerator.unwrap_model(trainer.model)
     adapter = out / "adapter"
-    model.save_pretrained(str(adapter))
-    trainer.processing_class.save_pretrained(str(adapter))
+    trainer.save_model(str(adapter), _internal_call=True)
     final = out / "final"
-    merged = model.merge_and_unload() if merge and hasattr(model, "merge_and_unload") else model
+    if not (merge and hasattr(model, "merge_and_unload")):
+        save_final(trainer, final, model)
+        return final
+    merged = None
+    if trainer.args.should_save:
+        from peft import PeftModel
+
+        dtype = str(model.get_base_model().dtype).removeprefix("torch.")
+        base = load_model(str(model.peft_config["default"].base_model_name_or_path), dtype=dtype)
+        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     save_final(trainer, final, merged)
     return final
 
