@@ -104,6 +104,8 @@ def reuse_shared(args: argparse.Namespace, source: Path, first: Path) -> None:
     start. Refused unless that run's seed and its data, teacher, SFT and evaluation settings are this run's."""
     import yaml
 
+    from mentor.eval.runner import result_name
+
     theirs_path = source / "pipeline.yaml"
     if not theirs_path.is_file():
         raise SystemExit(f"--shared-from {source}: no pipeline.yaml there (not a study seed directory)")
@@ -115,9 +117,14 @@ def reuse_shared(args: argparse.Namespace, source: Path, first: Path) -> None:
                              f"({theirs.get(key)!r} there, {ours.get(key)!r} here)")
     if (theirs.get("train") or {}).get("sft") != ours["train"].get("sft"):
         raise SystemExit(f"--shared-from {theirs_path}: field 'train.sft' differs from this run's")
+    if (theirs.get("train") or {}).get("config") != ours["train"].get("config"):
+        raise SystemExit(f"--shared-from {theirs_path}: field 'train.config' differs from this run's")
     for s in SHARED_STAGES:
         if not (source / "stages" / f"{s}.json").exists():
             raise SystemExit(f"--shared-from {source}: its {s} stage is not done")
+    for b in ours["eval"]["in_domain"] + ours["eval"]["out_of_domain"]:  # linked, so never written here
+        if not (source / "eval" / "sft" / result_name(b, True)).exists():
+            raise SystemExit(f"--shared-from {source}: its SFT evaluation on {b} is not done")
     link_shared(source, first)
 
 
