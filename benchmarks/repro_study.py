@@ -23,6 +23,13 @@ reported as "not shown" (or "does not hold" when the interval is entirely on the
     .venv/bin/python benchmarks/repro_study.py --out runs/study --plots benchmarks/results   # the README's table
     .venv/bin/python benchmarks/repro_study.py --out runs/quick --seeds 0 1 --n-train 8 --sft-steps 2 --rl-steps 1 --limit 2   # smoke
 
+    .venv/bin/python benchmarks/repro_study.py --out runs/study2 --max-completion-length 384 \
+        --shared-from runs/study/seed0 --plots benchmarks/results/study2   # the second study (STUDY_PROTOCOL_2.md)
+
+`--shared-from SEED_DIR` starts from another run's data, references, SFT model and vanilla/SFT
+evaluations (an RL-only variant from the same warm start; refused unless its settings match);
+`--temperature`, `--beta` and `--max-completion-length` set the GRPO rollouts.
+
 Everything is resumable (each seed is a `mentor run` directory). Prints a markdown table and
 writes `OUT/study.json` and `OUT/study.md`.
 """
