@@ -118,14 +118,16 @@ def reuse_shared(args: argparse.Namespace, source: Path, first: Path) -> None:
         raise SystemExit(f"--shared-from {source}: no pipeline.yaml there (not a study seed directory)")
     theirs = yaml.safe_load(theirs_path.read_text())
     ours = study_config(args, args.seeds[0])
-    for key in ("seed", "student", "data", "teacher", "eval"):
-        if theirs.get(key) != ours.get(key):
+
+    def field(cfg: dict, dotted: str):
+        for part in dotted.split("."):
+            cfg = (cfg or {}).get(part)
+        return cfg
+
+    for key in ("seed", "student", "data", "teacher", "eval", "train.sft", "train.config"):
+        if field(theirs, key) != field(ours, key):
             raise SystemExit(f"--shared-from {theirs_path}: field {key!r} differs from this run's "
-                             f"({theirs.get(key)!r} there, {ours.get(key)!r} here)")
-    if (theirs.get("train") or {}).get("sft") != ours["train"].get("sft"):
-        raise SystemExit(f"--shared-from {theirs_path}: field 'train.sft' differs from this run's")
-    if (theirs.get("train") or {}).get("config") != ours["train"].get("config"):
-        raise SystemExit(f"--shared-from {theirs_path}: field 'train.config' differs from this run's")
+                             f"({field(theirs, key)!r} there, {field(ours, key)!r} here)")
     for s in SHARED_STAGES:
         if not (source / "stages" / f"{s}.json").exists():
             raise SystemExit(f"--shared-from {source}: its {s} stage is not done")

@@ -284,7 +284,7 @@ class StageRow:
         self.measures.update({k: v for k, v in measures.items() if v is not None})
         elapsed = time.perf_counter() - self.t0
         per = elapsed / (done - self.start) if done > self.start else None
-        parts = [f"{k} {_fmt(v)}" for k, v in self.measures.items()]
+        parts = [self._measures_text()] if self.measures else []
         if per is not None:
             parts.append(f"{per:.1f} s/{self.unit.rstrip('s') or self.unit}")
         text = "  ".join(parts)
@@ -314,7 +314,10 @@ class StageRow:
         self.measures.pop(key, None)
         progress = self.display._progress
         if progress is not None and self._task is not None:
-            progress.update(self._task, measures="  ".join(f"{k} {_fmt(v)}" for k, v in self.measures.items()))
+            progress.update(self._task, measures=self._measures_text())
+
+    def _measures_text(self) -> str:
+        return "  ".join(f"{k} {_fmt(v)}" for k, v in self.measures.items())
 
     def close(self) -> None:
         if self._unprinted is not None:  # plain mode: the stage's last state, held back by the interval

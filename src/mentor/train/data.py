@@ -113,10 +113,13 @@ def teacher_completion_tokens(tokenizer: Any, refs: list[Reference], tools: Any 
         prompt = [m for m in conv if m["role"] not in ("assistant", "tool")]
         head = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False, **kw)
         whole = tokenizer.apply_chat_template(conv, tokenize=False, **kw)
-        ids = tokenizer(whole, add_special_tokens=False)["input_ids"]
+        if whole.startswith(head):  # the usual case: tokenize the completion only (the prompt is most of the text)
+            ids = tokenizer(whole[len(head):], add_special_tokens=False)["input_ids"]
+        else:
+            ids = tokenizer(whole, add_special_tokens=False)["input_ids"][len(tokenizer(head, add_special_tokens=False)["input_ids"]):]
         if eos in ids[-3:]:  # the last turn's generation ends at its EOS ("<|im_end|>"), not at the "\n" after it
             ids = ids[: len(ids) - ids[::-1].index(eos)]
-        out.append(len(ids) - len(tokenizer(head, add_special_tokens=False)["input_ids"]))
+        out.append(len(ids))
     return out
 
 
