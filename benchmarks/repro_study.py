@@ -20,7 +20,8 @@ trends):
 A finding is "holds" only when its confidence interval excludes the opposite; otherwise it is
 reported as "not shown" (or "does not hold" when the interval is entirely on the wrong side).
 
-    .venv/bin/python benchmarks/repro_study.py --out runs/study --plots benchmarks/results   # the README's table
+    .venv/bin/python benchmarks/repro_study.py --out runs/study --max-completion-length 160 \
+        --plots benchmarks/results   # the first study (STUDY_PROTOCOL.md)
     .venv/bin/python benchmarks/repro_study.py --out runs/quick --seeds 0 1 --n-train 8 --sft-steps 2 --rl-steps 1 --limit 2   # smoke
 
     .venv/bin/python benchmarks/repro_study.py --out runs/study2 --max-completion-length 384 \
@@ -480,7 +481,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rl-steps", type=int, default=60)
     ap.add_argument("--generations", type=int, default=4)
     ap.add_argument("--questions-per-step", type=int, default=1)
-    ap.add_argument("--max-completion-length", type=int, default=160, help="whole multi-turn completion (TRL)")
+    ap.add_argument("--max-completion-length", type=int, default=384,
+                    help="whole multi-turn completion (TRL); 384 holds every teacher solution (the first study ran 160)")
     ap.add_argument("--rl-lr", type=float, default=1e-4)
     ap.add_argument("--temperature", type=float, default=1.0, help="GRPO rollout sampling temperature")
     ap.add_argument("--beta", type=float, default=None,
