@@ -66,7 +66,8 @@ def main() -> None:
     import torch
 
     from mentor.eval import evaluate, load_benchmark
-    from mentor.io import versions, write_json
+    from mentor.io import machine, versions, write_json
+    from mentor.precision import detect
     from mentor.models import load
     from mentor.prompts import build_messages
     from mentor.generation import HFGenerator
@@ -126,7 +127,8 @@ def main() -> None:
     print("accuracy on the same items: " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()))
     write_json(args.out, {"args": vars(args), "rows": rows, "ratio_items_per_second": ratio,
                           "llama_cpp_speedup": speedups, "accuracy": accuracy,
-                          "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "versions": versions()})
+                          "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "versions": versions(),
+                          "machine": {**machine(), "hardware": detect().describe()}})
     print(f"wrote {args.out}")
     print(json.dumps({"ratio": round(ratio, 3)}))
 

@@ -431,6 +431,12 @@ def print_table(summary: dict, base: str | None) -> None:
             print(f"[{k}] {v['error']}")
 
 
+def _isa_env() -> dict[str, str]:
+    """The environment variables that cap torch's instruction sets (an AVX2-only CPU emulated on a newer
+    one: ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2``), as set for this run."""
+    return {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS") if k in os.environ}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--settings", nargs="+", default=["fp32-full", "cpu"],
@@ -461,12 +467,14 @@ def main() -> None:
     results = coordinator(a)
     summary = summarise(results)
     print_table(summary, a.settings[0])
-    from mentor.io import versions
+    from mentor.io import machine, versions
+    from mentor.precision import detect
 
     dest = Path(a.json) if a.json else REPO / "benchmarks" / "results" / "bench_train.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps({"command": " ".join(sys.argv), "args": vars(a), "summary": summary, "raw": results,
                                 "workload": WORKLOAD, "versions": versions(), "cpu_count": os.cpu_count(),
+                                "machine": {**machine(), "hardware": detect().describe(), "env": _isa_env()},
                                 "wall_seconds": time.time() - t0, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                 "load_average_1min": {"start": load0[0], "end": os.getloadavg()[0]},
                                 "note": "compare settings within one run only (steps interleaved)"},

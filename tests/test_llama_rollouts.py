@@ -212,10 +212,10 @@ def test_grpo_with_llama_cpp_rollouts(tmp_path):
 
     refs = tmp_path / "refs.jsonl"
     generate_references(synthetic_questions("train", 4, 0), make_teacher("program"), refs, progress=False, seed=0)
-    cfg = {"generation_backend": "llama_cpp", "lora_grpo": True, "model_dtype": "bfloat16",
+    cfg = {"generation_backend": "llama_cpp", "lora_grpo": True, "model_dtype": "auto",  # bf16 where native (mentor.precision)
            "llama_cpp": {"weight_type": "bf16", "n_ctx": 2048},
            "grpo": {"num_generations": 2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
-                    "max_completion_length": 48, "max_tool_calling_iterations": 2, "bf16": True,
+                    "max_completion_length": 48, "max_tool_calling_iterations": 2, "bf16": "auto",
                     "save_steps": 1000, "learning_rate": 1e-4}}
     plan = prepare_grpo(refs, tmp_path / "out", preset="mentor", model="smollm2-135m-compact", config=cfg, max_steps=2)
     trainer, _ = build_grpo_trainer(plan)

@@ -108,12 +108,19 @@ def versions(packages: Iterable[str] = ("mentor", "torch", "transformers", "trl"
     return out
 
 
+def machine() -> dict[str, Any]:
+    from mentor.precision import machine
+
+    return machine()
+
+
 def run_metadata(config: Mapping[str, Any], seed: int | None = None, **extra: Any) -> dict[str, Any]:
     """What every run writes beside its results: config, seed, versions, start time."""
     return {
         "config": dict(config),
         "seed": seed,
         "versions": versions(),
+        "machine": machine(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "argv": sys.argv,
         **extra,

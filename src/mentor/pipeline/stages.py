@@ -97,6 +97,9 @@ class Pipeline:
         t_all = time.perf_counter()
         todo = [s for s in order if s in chosen]
         with RunDisplay(todo, self.budgets(), plain=not self.progress, console=terminal_console()) as display:
+            if header := self.precision_header([s for s in todo if not self.done(s)]):
+                for line in header:
+                    display.print(line)
             for stage in todo:
                 if self.done(stage):
                     display.finished(stage, 0.0, skipped=True)
@@ -110,6 +113,29 @@ class Pipeline:
                 display.finished(stage, seconds)
                 display.print(f"[mentor run] {stage}: done in {seconds:.1f}s{_brief(info)}")
         return self._update_meta({}, last_invocation_seconds=round(time.perf_counter() - t_all, 2))
+
+    def precision_header(self, stages: Sequence[str]) -> list[str]:
+        """The run header's lines on the hardware and the numeric format its training stages resolve
+        to (``auto``: mentor.precision), with any warning; recorded in ``run.json`` (``precision``)."""
+        rl = list(self.config.train.rl_methods)
+        if not any(s == "sft" or s in rl for s in stages):
+            return []
+        from mentor.train import config as C  # TRL's config classes: only when a training stage runs
+
+        chosen, picks, warnings, hardware = {}, [], [], None
+        for stage, overrides, keys in (("sft", self.config.train.sft, ("sft.bf16",)),
+                                       ("rl", self.config.train.rl, ("model_dtype", "grpo.bf16"))):
+            if stage == "sft" and "sft" not in stages or stage == "rl" and not set(rl) & set(stages):
+                continue
+            prec = C.resolve(self._training_config(), **dict(overrides or {}))["_precision"]
+            hardware = prec.hardware
+            chosen.update({k: v for k, v in prec.chosen.items() if k in keys})
+            picks += prec.picks(keys)
+            warnings += [w for w in prec.warnings_for(keys) if w not in warnings]
+        self._update_meta({}, precision={"hardware": asdict(hardware), "chosen": chosen, "warnings": warnings})
+        return ([f"[mentor run] {hardware.describe()}",
+                 "[mentor run] numeric format: " + ", ".join(picks)]
+                + [f"[mentor run] warning: {w}" for w in warnings])
 
     def log_path(self, stage: str) -> Path:
         return stage_log(self.out, stage)

@@ -40,6 +40,7 @@ def write_run_metadata(out: Path, cfg: Mapping[str, Any], references: str | os.P
         references_sha256=file_sha256(references),
         config_file=cfg.get("_config_file"),
         base_config=cfg.get("_base_config"),
+        **({"precision": cfg["_precision"].record()} if cfg.get("_precision") else {}),
         **extra,
     )
     path = out / "run.json"
@@ -63,3 +64,18 @@ def check_resume(out: Path, references: str | os.PathLike, resume: bool) -> str 
                 f"(sha256 {saved[:12]}...); start a new output directory"
             )
     return ckpt
+
+
+def print_precision(cfg: Mapping[str, Any], stage: str, console: Any = None) -> None:
+    """The header's lines on the numeric format: the hardware, what ``auto`` chose for this stage's
+    keys, and a warning per explicit bf16 setting on hardware without native bf16 (``mentor.precision``)."""
+    from rich.console import Console
+
+    prec = cfg.get("_precision")
+    if prec is None:
+        return
+    keys = ("sft.bf16",) if stage == "sft" else ("model_dtype", "grpo.bf16")
+    console = console or Console(stderr=True)
+    console.print(f"\\[mentor] {stage} numeric format: {prec.describe(keys)}", highlight=False)
+    for warning in prec.warnings_for(keys):
+        console.print(f"\\[mentor] warning: {warning}", highlight=False)

@@ -27,6 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from mentor import precision
 from mentor.config import did_you_mean
 from mentor.generation.llama_cpp import WEIGHT_TYPES
 from mentor.rewards import resolve_preset
@@ -93,8 +94,10 @@ MENTOR_DEFAULTS: dict[str, Any] = {
     # GRPO trains a LoRA adapter (the ``lora`` section) instead of every weight; the KL reference
     # is then the adapter-disabled base (no second model copy). The final model is merged.
     "lora_grpo": False,
-    # dtype of the student's weights during GRPO: float32 or bfloat16. bfloat16 needs
-    # lora_grpo (the frozen base is stored in bf16; the adapter and AdamW state stay float32).
+    # dtype of the student's weights during GRPO: float32, bfloat16 or auto (bfloat16 with lora_grpo
+    # on hardware with native bf16, else float32: mentor.precision). bfloat16 needs lora_grpo (the
+    # frozen base is stored in bf16; the adapter and AdamW state stay float32). grpo.bf16 and
+    # sft.bf16 (autocast) take auto too, and a section without bf16 is auto (TRL would default it to true).
     "model_dtype": "float32",
     # Before compute, estimate the GRPO/SFT peak RSS and stop with an error naming the setting to
     # lower when it exceeds the memory available (mentor.train.memory).
@@ -202,8 +205,23 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
         except (KeyError, ValueError) as e:
             raise ConfigError(f"{source}: 'tools': {e}") from None
     _validate_backend(cfg, source)
+    _validate_precision(cfg, source)
     if cfg.get("weights") is not None and not isinstance(cfg["weights"], Mapping):
         raise ConfigError(f"{source}: 'weights' must map reward components to numbers")
+
+
+MODEL_DTYPES = ("float32", "bfloat16", precision.AUTO)
+
+
+def _validate_precision(cfg: Mapping[str, Any], source: str) -> None:
+    dtype = cfg.get("model_dtype")
+    if dtype is not None and dtype not in MODEL_DTYPES:
+        raise ConfigError(f"{source}: model_dtype must be one of {', '.join(MODEL_DTYPES)}, got {dtype!r}"
+                          f"{did_you_mean(str(dtype), MODEL_DTYPES)}")
+    for section in ("grpo", "sft"):
+        value = (cfg.get(section) or {}).get("bf16") if isinstance(cfg.get(section), Mapping) else None
+        if value is not None and value not in (True, False, precision.AUTO):
+            raise ConfigError(f"{source}: {section}.bf16 must be true, false or auto, got {value!r}")
 
 
 def _validate_backend(cfg: Mapping[str, Any], source: str) -> None:
@@ -303,7 +321,9 @@ def resolve(config: str | os.PathLike | Mapping[str, Any] | None = None, **overr
         if not placed:
             raise ConfigError(f"override {key!r} is not a mentor key nor a GRPOConfig/SFTConfig/LoraConfig field")
     validate({k: v for k, v in routed.items()}, "overrides")
-    return merge(cfg, routed)
+    cfg, prec = precision.resolve(merge(cfg, routed))
+    cfg["_precision"] = prec
+    return cfg
 
 
 def public(cfg: Mapping[str, Any]) -> dict[str, Any]:

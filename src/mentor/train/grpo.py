@@ -27,7 +27,7 @@ from mentor.tools.executor import LOCAL, Executor
 from mentor.train import config as C
 from mentor.train import data as D
 from mentor.train.callbacks import Clock, RunMetadataSaver, StepRecorder, timed_reward, timed_tool, with_tool_metrics
-from mentor.train.common import TrainError, check_resume, last_checkpoint, seed_and_section, write_run_metadata
+from mentor.train.common import TrainError, check_resume, last_checkpoint, print_precision, seed_and_section, write_run_metadata
 from mentor.train.memory import check_grpo_memory
 
 __all__ = ["GRPOPlan", "TrainError", "batch_schedule", "build_grpo_trainer", "last_checkpoint", "prepare_grpo", "save_final", "train_grpo"]
@@ -101,6 +101,7 @@ def print_header(cfg: Mapping[str, Any], stage: str = "grpo", schedule: Mapping[
     console = Console(stderr=True)
     console.print(f"\\[mentor] {stage} with {cfg.get('model')}: " + ", ".join(f"{k}={v}" for k, v in opts.items()),
                   highlight=False)
+    print_precision(cfg, stage, console)
     if warning := budget_warning(budget):
         console.print(f"\\[mentor] warning: {warning}", highlight=False)
 

@@ -17,7 +17,7 @@ from typing import Any
 from mentor.models import check_tool_template, load_model, load_tokenizer
 from mentor.train import config as C, data as D
 from mentor.train.callbacks import RunMetadataSaver, StepRecorder
-from mentor.train.common import check_resume, seed_and_section, write_run_metadata
+from mentor.train.common import check_resume, print_precision, seed_and_section, write_run_metadata
 from mentor.train.grpo import prepare_grpo, save_final, train_grpo
 from mentor.train.memory import check_sft_memory
 
@@ -54,6 +54,7 @@ def build_sft_trainer(prep: dict[str, Any], callbacks: Sequence[Any] = ()):
     elif (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()
     tb = TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))
+    print_precision(cfg, "sft")
     model = load_model(cfg["model"])
     model.train()
     lora = LoraConfig(**dict(cfg.get("lora") or {}))
