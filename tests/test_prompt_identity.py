@@ -104,7 +104,8 @@ def test_rendered_schemas_are_the_papers(style):
                 "type": "object",
                 "properties": {
                     "query": {"type": "string", "description": "Query to search for."},
-                    "top_n": {"type": "integer", "description": "Number of results to return, default 5", "default": 5},
+                    "top_n": {"type": "integer", "description": "Number of results to return. The default value is 5.",
+                              "default": 5},
                 },
                 "required": ["query"],
             },

@@ -245,7 +245,7 @@ SEARCH_TOOL = ToolSpec(
         _p("query", "Query to search for.", type="string"),
         _p(
             "top_n",
-            "Number of results to return, default 5",
+            "Number of results to return. The default value is 5.",
             type="integer",
             required=False,
             default=5,
