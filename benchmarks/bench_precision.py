@@ -2,7 +2,7 @@
 (and GRPO) step of ``configs/pipeline/cpu.yaml`` as shipped (``auto``: mentor.precision), with the
 bf16 keys forced to float32, and forced to bf16.
 
-    .venv/bin/python benchmarks/bench_precision.py                               # auto vs fp32, 8 SFT + 4 GRPO steps
+    .venv/bin/python benchmarks/bench_precision.py                               # auto vs fp32, 8 SFT + 5 GRPO steps
     .venv/bin/python benchmarks/bench_precision.py --variants auto fp32 bf16 --rl-steps 0
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 .venv/bin/python benchmarks/bench_precision.py \\
         --json benchmarks/results/bench_precision_avx2.json                     # an AVX2-only CPU, emulated
@@ -86,8 +86,8 @@ def run_variant(variant: str, a: argparse.Namespace, workdir: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", default=["auto", "fp32"], choices=list(VARIANTS))
-    ap.add_argument("--sft-steps", type=int, default=8)
-    ap.add_argument("--rl-steps", type=int, default=4, help="GRPO (sparse) steps after SFT; 0: SFT only")
+    ap.add_argument("--sft-steps", type=int, default=8, help="SFT steps (s/step: the median gap between consecutive steps)")
+    ap.add_argument("--rl-steps", type=int, default=5, help="GRPO (sparse) steps after SFT; 0: SFT only")
     ap.add_argument("--out", default=str(REPO / "runs" / "bench_precision"))
     ap.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "bench_precision.json"))
     a = ap.parse_args()
