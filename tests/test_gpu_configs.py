@@ -1,33 +1,43 @@
-"""CPU dry runs of the paper-scale GPU configs (slow): each training config (`configs/qwen*.yaml`)
-and the GPU pipeline (`configs/pipeline/gpu-qwen2.5-1.5b.yaml`) trains a tiny RANDOM model of
-its student's architecture family through its first optimizer steps and evaluates it on 2 items.
+"""The paper-scale GPU configs: each training config (`configs/qwen*.yaml`) and each GPU pipeline
+(`configs/pipeline/gpu-*.yaml`: the four Table 2 students and the Table 3 ablation) checked without
+a GPU. Fast: the pipelines name their training config and student, their headers launch themselves,
+the Table 3 pipeline runs the paper's five reward presets, and `extends:` (the derived pipelines
+start from gpu-qwen2.5-1.5b.yaml) merges as documented. Slow: CPU dry runs that train a tiny
+RANDOM model of each student's architecture family through its first optimizer steps and evaluate it.
 
 What a CPU needs is overridden, and nothing else: the model (a 2-layer Qwen2/Qwen3 with the
 family's official tool chat template, as TRL ships it, over a ~700-token byte-level BPE:
-no Hub access here), `use_cpu`, vLLM off, no DeepSpeed (no `accelerate launch`), 16 new tokens.
+no Hub access here; `mentor.smoke.tiny_student`, which scripts/gpu-smoke trains on a GPU), `use_cpu`,
+vLLM off, no DeepSpeed (no `accelerate launch`), 16 new tokens.
 The configs are resolved as on a CUDA machine (without `configs/cpu.yaml` underneath), and the
 test asserts that the run is the paper's: TRL's `loss_type` "grpo" (Eq. 3), beta, epsilon, lr,
 10 rollouts per question, and TWO optimizer steps per generation batch, counted with
 `on_optimizer_step` against the generation calls. On 1 process the generation batch is 2
 questions (20 completions) and a step 1 question; on the 8 GPUs of configs/accelerate/*.yaml
-TRL's own arithmetic gives 16 and 8 (`test_gpu_schedule_on_8_processes`).
+TRL's own arithmetic gives 16 and 8 (tests/test_train_config.py, `test_gpu_schedule_on_8_processes`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from mentor.smoke import tiny_student, write_references
 from mentor.train import config as C
-from test_train import PROBLEMS
-from test_train import _refs as _train_refs
-
-pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
+PIPELINE_DIR = REPO / "configs" / "pipeline"
+#: every GPU pipeline config: the four students (the others extend FULL) and Table 3
+PIPELINES = sorted(p.name for p in PIPELINE_DIR.glob("gpu-*.yaml"))
+FULL = "gpu-qwen2.5-1.5b.yaml"
+TABLE3 = "gpu-table3-qwen2.5-7b.yaml"
+#: the recommended sampling of each family's real checkpoints (their generation_config.json)
+RECOMMENDED = {"qwen2.5": {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20},
+               "qwen3": {"do_sample": True, "temperature": 0.6, "top_p": 0.95, "top_k": 20}}
 #: config -> (architecture family, tied input/output embeddings as in the real checkpoint, chat template)
 STUDENTS = {
     "qwen2.5-1.5b-instruct.yaml": ("qwen2", True, "qwen2.5"),
@@ -38,56 +48,104 @@ STUDENTS = {
 #: the only GRPOConfig / SFTConfig settings a CPU dry run changes
 CPU_GRPO = {"use_cpu": True, "use_vllm": False, "max_completion_length": 16, "max_steps": 2}
 CPU_SFT = {"use_cpu": True, "max_steps": 1}
-def write_refs(path: Path) -> Path:
-    """References as `mentor teach` writes them (the teacher's stage of the GPU pipeline)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return _train_refs(path)
+#: the evaluation of the derived pipelines' dry runs: their eval section is the 1.5B's (checked by
+#: the fast test below), whose dry run evaluates every benchmark available offline; these keep one math
+#: set and one BFCL category (each family's template renders BFCL's own tools), 1 item each
+SHORT_EVAL = {"in_domain": ["aime24"], "out_of_domain": ["bfcl:simple_python"], "limit": 1}
 
 
-def tiny_tokenizer(style: str):
-    """A byte-level BPE (at most 1,024 tokens; ~700 learnt from this corpus) with Qwen's special
-    and tool tokens, trained on the rendered prompts and references, carrying the family's official tool chat template. (TRL
-    scores every position of a sequence through the LM head on CPU, so the vocabulary size,
-    not the 2-layer model, sets the cost of a step.)"""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+def pipeline(name: str) -> dict:
+    from mentor.pipeline import load_config
 
-    from mentor.prompts import build_messages, chat_template, render
-
-    template = chat_template(style)
-    corpus = [render(build_messages(f"What is {a} {op} {b}?"), "math", style=style) for a, b, op, _ in PROBLEMS]
-    corpus += [f"<tool_call>\n{{\"name\": \"{n}\", \"arguments\": {{\"firstNumber\": {a}, \"secondNumber\": {b}}}}}\n</tool_call>"
-               f" The answer is \\boxed{{{a * b}}}." for a, b, _, n in PROBLEMS]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    bpe.train_from_iterator(corpus * 4, trainers.BpeTrainer(vocab_size=1024, special_tokens=special,
-                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.add_tokens(["<tool_call>", "</tool_call>", "<think>", "</think>"])  # added, not special, as in Qwen's
-    tok.chat_template = template
-    return tok
+    return load_config(PIPELINE_DIR / name)
 
 
-def tiny_student(out: Path, family: str, tied: bool, style: str) -> Path:
-    """A random 2-layer model of ``family`` saved with its tokenizer: a real HF model directory."""
-    import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+@pytest.fixture(scope="module")
+def students(tmp_path_factory):
+    """``(family, tied, style) -> model directory``: each tiny student built once per module, with
+    its family's recommended sampling in its generation config."""
+    built: dict[tuple, Path] = {}
 
-    tok = tiny_tokenizer(style)
-    config_cls, model_cls = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "qwen3": (Qwen3Config, Qwen3ForCausalLM)}[family]
-    eos, pad = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
-    cfg = config_cls(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2, head_dim=8, max_position_embeddings=8192, tie_word_embeddings=tied,
-                     bos_token_id=None, eos_token_id=eos, pad_token_id=pad)
-    torch.manual_seed(0)
-    model = model_cls(cfg)
-    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    assert model.config.model_type == family
-    return out
+    def get(family: str, tied: bool, style: str) -> Path:
+        key = (family, tied, style)
+        if key not in built:
+            out = tmp_path_factory.mktemp(f"student-{family}-{'tied' if tied else 'untied'}")
+            built[key] = tiny_student(out, family, tied, style, generation=RECOMMENDED[style])
+        return built[key]
+
+    return get
+
+
+# ----------------------------------------------------------------------------- fast
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_gpu_pipeline_names_its_training_config_and_launches_itself(name):
+    from mentor.pipeline import PipelineConfig
+    from mentor.train.config import bundled_path
+
+    cfg = pipeline(name)
+    p = PipelineConfig.from_mapping(cfg)
+    train = bundled_path(p.train.config)
+    assert train.is_file() and train.name in STUDENTS, p.train.config
+    raw = C.load_yaml(train)
+    assert raw["model"] == p.student  # the pipeline's student is the one its training config was written for
+    assert raw["grpo"]["temperature"] == (0.6 if "qwen3" in train.name else 0.7)  # Table 5's rollout temperature
+    assert p.rl_init == "base" and p.eval.temperature is None and p.eval.top_p is None  # recommended sampling
+    # the header's commands run this file, and train under the accelerate config the training config names
+    text = (PIPELINE_DIR / name).read_text()
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    assert set(re.findall(r"--config (\S+)", header)) == {f"configs/pipeline/{name}"}
+    accel = set(re.findall(r"--config_file (\S+)", header))
+    assert accel == {train.read_text().split("--config_file ")[1].split()[0]} and all((REPO / a).is_file() for a in accel)
+    base = pipeline(FULL)  # what the dry runs below rely on: the shared sections are the 1.5B's
+    for section in ("data", "teacher", "eval"):
+        assert cfg[section] == base[section], section
+    methods = p.train.rl_methods
+    if name == TABLE3:  # Table 3: the paper's five reward settings (SPEC: 1 sparse ... 5 MENTOR), in its order
+        from mentor.rewards import PRESETS
+
+        table3 = ["sparse", "format", "validation", "f1", "mentor"]
+        assert list(methods.items()) == [(preset, preset) for preset in table3] and set(table3) <= set(PRESETS)
+        assert p.student == "Qwen/Qwen2.5-7B-Instruct"
+    else:  # Table 2: vanilla and SFT (stages of every pipeline), Sparse and MENTOR
+        assert methods == {"sparse": "sparse", "mentor": "mentor"}
+        assert p.methods == ["vanilla", "sft", "sparse", "mentor"]
+
+
+def test_gpu_pipelines_cover_the_four_students():
+    assert {FULL, TABLE3} <= set(PIPELINES) and len(PIPELINES) == 5
+    table2 = [n for n in PIPELINES if n != TABLE3]
+    assert {pipeline(n)["student"] for n in table2} == {C.load_yaml(REPO / "configs" / t)["model"] for t in STUDENTS}
+
+
+def test_extends_merges_sections_and_replaces_methods(tmp_path):
+    from mentor.pipeline import PipelineError, load_config
+
+    base = tmp_path / "base.yaml"
+    base.write_text("name: base\nseed: 3\ndata: {n: 5}\ntrain: {sft: {max_steps: 2}, rl: {max_steps: 4}, "
+                    "methods: {sparse: sparse, mentor: mentor}}\neval: {limit: 2, max_turns: 3}\n")
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("extends: ../base.yaml\nname: child\ntrain: {rl: {max_steps: 1}, methods: {f1: f1, sparse: sparse}}\n"
+                     "eval: {limit: 1}\n")
+    grandchild = tmp_path / "sub" / "grandchild.yaml"
+    grandchild.write_text("extends: child.yaml\ndata: {n: 7}\n")
+    cfg = load_config(grandchild, {"eval": {"max_turns": 2}})
+    assert (cfg["name"], cfg["seed"], cfg["data"], cfg["eval"]) == ("child", 3, {"n": 7}, {"limit": 1, "max_turns": 2})
+    assert cfg["train"]["sft"] == {"max_steps": 2} and cfg["train"]["rl"] == {"max_steps": 1}  # key by key
+    assert list(cfg["train"]["methods"].items()) == [("f1", "f1"), ("sparse", "sparse")]  # whole, in the child's order
+    assert "extends" not in cfg and cfg["_source"] == str(grandchild)
+    # a bundled file by name, from anywhere
+    elsewhere = tmp_path / "mine.yaml"
+    elsewhere.write_text("extends: gpu-qwen2.5-7b.yaml\nname: mine\n")
+    assert load_config(elsewhere)["student"] == "Qwen/Qwen2.5-7B-Instruct"
+    for text, error in (("extends: nope.yaml\n", "nope.yaml not found"), ("extends: loop.yaml\n", "closes a loop (loop.yaml -> loop.yaml)"),
+                        ("extends: [a]\n", "expected the file name"), ("extends: base.yaml\ntrain: {method: {}}\n", "method")):
+        bad = tmp_path / "loop.yaml"
+        bad.write_text(text)
+        with pytest.raises(PipelineError, match=re.escape(error)):
+            load_config(bad)
 
 
 @pytest.fixture
@@ -148,15 +206,16 @@ def assert_paper_grpo(trainer, temperature: float) -> None:
     assert (a.per_device_train_batch_size, a.gradient_accumulation_steps, a.steps_per_generation) == (10, 1, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(STUDENTS))
-def test_gpu_training_config_dry_run(name, tmp_path, gpu_machine):
+def test_gpu_training_config_dry_run(name, tmp_path, gpu_machine, students):
     from mentor.eval import evaluate
     from mentor.train.grpo import build_grpo_trainer, prepare_grpo, save_final
     from mentor.train.sft import build_sft_trainer, prepare_sft
 
     family, tied, style = STUDENTS[name]
-    student = tiny_student(tmp_path / "student", family, tied, style)
-    refs = write_refs(tmp_path / "refs.jsonl")
+    student = students(family, tied, style)
+    refs = write_references(tmp_path / "refs.jsonl")
     path = REPO / "configs" / name
     over = {"grpo": CPU_GRPO, "sft": CPU_SFT}
     plan = prepare_grpo(refs, tmp_path / "grpo", preset="mentor", model=str(student), config=path, **over)
@@ -185,36 +244,44 @@ def test_gpu_training_config_dry_run(name, tmp_path, gpu_machine):
     assert rec.optimizer_steps == 1
 
 
-def test_gpu_pipeline_dry_run(tmp_path, gpu_machine, monkeypatch):
-    """`configs/pipeline/gpu-qwen2.5-1.5b.yaml` through its training stages (under `accelerate
-    launch` on GPUs) and its evaluation and report: the teacher's references (a 235B model served
-    elsewhere) are given as a file, as the teach stage would leave them; the benchmarks that exist
-    only on the Hub are left out (no Hub access); evaluation runs in-process instead of vLLM."""
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PIPELINES)
+def test_gpu_pipeline_dry_run(name, tmp_path, gpu_machine, monkeypatch, students):
+    """Each `configs/pipeline/gpu-*.yaml` through its training stages (under `accelerate launch` on
+    GPUs) and its evaluation and report: the teacher's references (a 235B model served elsewhere)
+    are given as a file, as the teach stage would leave them; the benchmarks that exist only on the
+    Hub are left out (no Hub access); evaluation runs in-process instead of vLLM, with each family's
+    recommended sampling. The Table 3 pipeline's five RL methods take one optimizer step each."""
     from transformers.trainer_callback import CallbackHandler
     from trl import GRPOTrainer
 
-    from mentor.pipeline import Pipeline, load_config
-    from mentor.tasks.bfcl import GROUPS as BFCL_GROUPS
+    from mentor.pipeline import Pipeline, PipelineConfig, load_config
     from mentor.tasks import get_task
+    from mentor.tasks.bfcl import GROUPS as BFCL_GROUPS
     from mentor.tasks.math import MATH_SETS
 
-    path = REPO / "configs" / "pipeline" / "gpu-qwen2.5-1.5b.yaml"
-    gpu = load_config(path)
-    family, tied, style = STUDENTS[Path(gpu["train"]["config"]).name]
-    # the FlashRAG QA samples and their wiki-18 retriever need downloads: tests/test_rag_eval.py
-    # and tests/test_paper_acceptance.py run them on local stand-ins
-    hub_only = {name for name, (local, _) in MATH_SETS.items() if local is None} | set(get_task("qa").names())
-    in_domain = [b for b in gpu["eval"]["in_domain"] if b not in hub_only]
-    out_of_domain = [b for b in gpu["eval"]["out_of_domain"] if b not in hub_only]
-    assert in_domain == ["aime24", "amc23", "minervamath"] and out_of_domain == ["bfcl:v4"]
+    path = PIPELINE_DIR / name
+    gpu = PipelineConfig.from_mapping(load_config(path))
+    training = Path(gpu.train.config).name
+    family, tied, style = STUDENTS[training]
+    if name == FULL:
+        # the FlashRAG QA samples and their wiki-18 retriever need downloads: tests/test_rag_eval.py
+        # and tests/test_paper_acceptance.py run them on local stand-ins
+        hub_only = {n for n, (local, _) in MATH_SETS.items() if local is None} | set(get_task("qa").names())
+        in_domain = [b for b in gpu.eval.in_domain if b not in hub_only]
+        out_of_domain = [b for b in gpu.eval.out_of_domain if b not in hub_only]
+        assert in_domain == ["aime24", "amc23", "minervamath"] and out_of_domain == ["bfcl:v4"]
+        evals = {"in_domain": in_domain, "out_of_domain": out_of_domain, "limit": 2}
+    else:
+        evals = SHORT_EVAL
+    steps = 1 if name == TABLE3 else 2  # optimizer steps per RL method (one generation batch either way)
     cfg = load_config(path, {
-        "student": str(tiny_student(tmp_path / "student", family, tied, style)),
-        "train": {"sft": CPU_SFT, "rl": CPU_GRPO},
-        "eval": {"in_domain": in_domain, "out_of_domain": out_of_domain, "limit": 2, "max_new_tokens": 16, "server": None,
-                 "retriever": None},
+        "student": str(students(family, tied, style)),
+        "train": {"sft": CPU_SFT, "rl": {**CPU_GRPO, "max_steps": steps}},
+        "eval": {**evals, "max_new_tokens": 16, "server": None, "retriever": None},
     })
     out = tmp_path / "run"
-    write_refs(out / "references.jsonl")
+    write_references(out / "references.jsonl")
 
     seen = {"generations": [], "optimizer_steps": 0}
     generate, step = GRPOTrainer._generate_and_score_completions, CallbackHandler.on_optimizer_step
@@ -231,26 +298,35 @@ def test_gpu_pipeline_dry_run(tmp_path, gpu_machine, monkeypatch):
     monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", counted_generate)
     monkeypatch.setattr(CallbackHandler, "on_optimizer_step", counted_step)
     pipe = Pipeline(cfg, out, progress=False)
+    rl = gpu.train.rl_methods
     per_stage = {}
-    for stage in ("vanilla", "sft", "sparse", "mentor", "eval", "report"):
+    for stage in ("vanilla", "sft", *rl, "eval", "report"):
         seen.update(generations=[], optimizer_steps=0)
         pipe.run([stage])
         per_stage[stage] = (list(seen["generations"]), seen["optimizer_steps"])
     assert per_stage["sft"] == ([], 1)
-    assert per_stage["sparse"] == per_stage["mentor"] == ([20], 2)  # 2 optimizer steps per generation batch
-    for method in ("sparse", "mentor"):
+    temperature = C.load_yaml(REPO / "configs" / training)["grpo"]["temperature"]  # Table 5: 0.7 Qwen2.5, 0.6 Qwen3
+    for method, preset in rl.items():
+        assert per_stage[method] == ([20], steps), method  # a generation batch of 2 questions x 10 rollouts
         run = json.loads((out / "models" / method / "run.json").read_text())
         assert run["schedule"]["optimizer_steps_per_generation"] == 2 and run["schedule"]["loss_type"] == "grpo"
         g = run["config"]["grpo"]
-        assert (g["beta"], g["epsilon"], g["learning_rate"], g["num_generations"], g["temperature"]) == (0.001, 0.2, 1e-6, 10, 0.7)
-        assert run["config"]["preset"] == method and run["config"]["model"] == cfg["student"]  # rl_init: base
-    items = {b: 2 * len(BFCL_GROUPS["v4"]) if b == "bfcl:v4" else 2 for b in in_domain + out_of_domain}  # BFCL: per category
-    for method in ("vanilla", "sft", "sparse", "mentor"):
-        for bench in in_domain + out_of_domain:
+        assert (g["beta"], g["epsilon"], g["learning_rate"], g["num_generations"], g["temperature"]) == (0.001, 0.2, 1e-6, 10, temperature)
+        assert run["config"]["preset"] == preset and run["config"]["model"] == cfg["student"]  # rl_init: base
+        assert (out / "models" / method / "final" / "config.json").exists()
+    benches = evals["in_domain"] + evals["out_of_domain"]
+    limit = evals["limit"]
+    items = {b: limit * len(BFCL_GROUPS["v4"]) if b == "bfcl:v4" else limit for b in benches}  # BFCL v4: per category
+    rec = RECOMMENDED[style]
+    for method in ("vanilla", "sft", *rl):
+        for bench in benches:
             res = json.loads((out / "eval" / method / (bench.replace(":", "_") + ".json")).read_text())
             assert res["n"] == items[bench], (method, bench, res["n"])
-            if bench in in_domain:
+            decoding = res["settings"]["decoding"]  # the model's own generation_config.json, as the paper
+            assert decoding["mode"] == "recommended" and decoding["generation_config"], decoding
+            assert (decoding["temperature"], decoding["top_p"], decoding["top_k"]) == (rec["temperature"], rec["top_p"], rec["top_k"])
+            if bench in evals["in_domain"]:
                 assert res["settings"]["scorer"] == "exact"
     assert (out / "eval" / "vanilla" / "aime24.no_tools.json").exists()  # tool_effect
     # the teacher's row is there (eval.teacher), empty: no teacher_eval stage ran here
-    assert set(json.loads((out / "summary.json").read_text())) == {"teacher", "vanilla", "sft", "sparse", "mentor"}
+    assert set(json.loads((out / "summary.json").read_text())) == {"teacher", "vanilla", "sft", *rl}

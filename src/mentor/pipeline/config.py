@@ -4,6 +4,11 @@
 after ``PipelineConfig.from_mapping`` has validated every key of every section -- an unknown key
 is a ``PipelineError`` naming the file and the key, with a did-you-mean hint, in ``teacher:``
 too. ``Pipeline`` works from the typed ``PipelineConfig``.
+
+A config may start from another with ``extends: FILE`` (relative to the config's directory, else one
+of the bundled ``configs/pipeline/`` files): the base's mapping (its own ``extends:`` applied first)
+with this file's merged in, sections key by key -- except ``train.methods``, which a config that sets
+it replaces whole (the RL methods of a run are one choice: a child can run fewer, in its own order).
 """
 
 from __future__ import annotations
@@ -230,10 +235,26 @@ class PipelineConfig:
         return [*base, *self.train.rl_methods, *TAIL_STAGES]
 
 
+#: the key naming the config a pipeline config starts from, and the keys a child replaces whole
+EXTENDS = "extends"
+REPLACED = (("train", "methods"),)
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The resolved config mapping of ``path`` (default: the bundled CPU demo) with ``overrides``
-    merged in, validated (``PipelineError`` for a bad file or key); ``_source`` names the file."""
+    """The resolved config mapping of ``path`` (default: the bundled CPU demo; its ``extends:``
+    chain applied) with ``overrides`` merged in, validated (``PipelineError`` for a bad file or
+    key); ``_source`` names the file."""
     path = Path(path) if path else DEFAULT_CONFIG
+    cfg = _deep_merge(read_config(path), overrides or {})
+    cfg["_source"] = str(path)
+    PipelineConfig.from_mapping(cfg, path)
+    return cfg
+
+
+def read_config(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping of the pipeline YAML ``path`` with its ``extends:`` chain applied (not validated:
+    ``load_config`` does that once, on the result)."""
+    path = Path(path)
     if not path.exists():
         raise PipelineError(f"{path}: pipeline config not found")
     try:
@@ -242,10 +263,23 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
         raise PipelineError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(cfg, dict):
         raise PipelineError(f"{path}: expected a mapping at the top level")
-    cfg = _deep_merge(cfg, overrides or {})
-    cfg["_source"] = str(path)
-    PipelineConfig.from_mapping(cfg, path)
-    return cfg
+    base = cfg.pop(EXTENDS, None)
+    if base is None:
+        return cfg
+    if not isinstance(base, str) or not base:
+        raise PipelineError(f"{path}: {EXTENDS}: expected the file name of the config this one starts from")
+    found = next((p for p in (path.parent / base, DEFAULT_CONFIG.parent / base) if p.is_file()), None)
+    if found is None:
+        raise PipelineError(f"{path}: {EXTENDS}: {base} not found (next to {path.name}, nor in {DEFAULT_CONFIG.parent})")
+    chain = (*_chain, path.resolve())
+    if found.resolve() in chain:
+        loop = " -> ".join(p.name for p in (*chain, found.resolve()))
+        raise PipelineError(f"{path}: {EXTENDS}: {base} closes a loop ({loop})")
+    out = _deep_merge(read_config(found, chain), cfg)
+    for section, key in REPLACED:
+        if isinstance(cfg.get(section), Mapping) and key in cfg[section] and isinstance(out.get(section), dict):
+            out[section][key] = copy.deepcopy(cfg[section][key])
+    return out
 
 
 def _deep_merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
