@@ -144,3 +144,13 @@ def test_pipeline_header_names_cpu_and_format(no_bf16_cpu, tmp_path):
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["precision"]["chosen"] == {"sft.bf16": False, "model_dtype": "float32", "grpo.bf16": False}
     assert pipe.precision_header(["eval", "report"]) == []  # no training stage: nothing to decide
+
+
+def test_pipeline_header_reports_a_bad_precision_value_as_a_pipeline_error(tmp_path):
+    from mentor.pipeline.config import PipelineError
+
+    cfg = load_config(None)
+    cfg["train"]["sft"] = {**cfg["train"]["sft"], "bf16": "yes"}
+    pipe = Pipeline(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(PipelineError, match=r"train.sft: overrides: bf16 must be true, false or auto, got 'yes'"):
+        pipe.precision_header(["sft"])

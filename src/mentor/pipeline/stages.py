@@ -127,7 +127,10 @@ class Pipeline:
                                        ("rl", self.config.train.rl, ("model_dtype", "grpo.bf16"))):
             if stage == "sft" and "sft" not in stages or stage == "rl" and not set(rl) & set(stages):
                 continue
-            prec = C.resolve(self._training_config(), **dict(overrides or {}))["_precision"]
+            try:
+                prec = C.resolve(self._training_config(), **dict(overrides or {}))["_precision"]
+            except C.ConfigError as e:  # before any stage runs: the pipeline's error, with the section
+                raise PipelineError(f"train.{stage}: {e}") from None
             hardware = prec.hardware
             chosen.update({k: v for k, v in prec.chosen.items() if k in keys})
             picks += prec.picks(keys)

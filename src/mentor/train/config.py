@@ -221,7 +221,8 @@ def _validate_precision(cfg: Mapping[str, Any], source: str) -> None:
     for section in ("grpo", "sft"):
         value = (cfg.get(section) or {}).get("bf16") if isinstance(cfg.get(section), Mapping) else None
         if value is not None and value not in (True, False, precision.AUTO):
-            raise ConfigError(f"{source}: {section}.bf16 must be true, false or auto, got {value!r}")
+            key = "bf16" if source == "overrides" else f"{section}.bf16"  # a flat override goes to both sections
+            raise ConfigError(f"{source}: {key} must be true, false or auto, got {value!r}")
 
 
 def _validate_backend(cfg: Mapping[str, Any], source: str) -> None:
