@@ -18,26 +18,9 @@ from typer.testing import CliRunner
 pytestmark = pytest.mark.slow
 
 TOOLS = ["add", "multiply"]
-PROBLEMS = [(6, 7, "times", "multiply"), (15, 27, "plus", "add"), (9, 8, "times", "multiply"), (12, 30, "plus", "add")]
-
-
-def _refs(path: Path) -> Path:
-    """A references file in the format `mentor teach` writes (see mentor/references.py)."""
-    rows = []
-    for i, (a, b, op, name) in enumerate(PROBLEMS):
-        ans = str(a * b if name == "multiply" else a + b)
-        rows.append({
-            "id": f"q{i}", "question": f"What is {a} {op} {b}?", "answer": ans, "correct": True,
-            "messages": [
-                {"role": "assistant", "content": "", "tool_calls": [
-                    {"type": "function", "function": {"name": name, "arguments": {"firstNumber": a, "secondNumber": b}}}]},
-                {"role": "tool", "name": name, "content": ans},
-                {"role": "assistant", "content": f"The answer is \\boxed{{{ans}}}."},
-            ],
-            "teacher_answer": ans, "teacher_tools": [name], "teacher": {"backend": "fixture"},
-        })
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+#: the smoke check's problems and references (one definition: mentor.smoke)
+from mentor.smoke import PROBLEMS  # noqa: E402
+from mentor.smoke import write_references as _refs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
