@@ -10,6 +10,8 @@ Splits (``generate(split, n, seed)``):
   (add, subtract, multiply, divide, sum_numbers, round_number, floor). Each split draws
   numbers, names and wordings from its own random stream; ``tune`` is the held-out split for
   choosing training settings (issue #11), so ``test`` is never looked at while tuning.
+- ``probe`` (in-domain): a fourth stream of the same families, for a fixed held-out set scored
+  *during* training (``mentor.train.probe``), so neither ``test`` nor ``tune`` is used for it.
 - ``ood`` (out-of-domain): every problem needs a tool held out of training
   (:data:`HELD_OUT_TOOLS`: power, sqrt, modulo, ceil, abs_value; 5 families) or a
   composition of training tools in a chain training never shows (5 families: rounding
@@ -32,7 +34,7 @@ from typing import Any
 
 from mentor.tools.executor import execute_local, format_result
 
-SPLITS = ("train", "tune", "test", "ood")
+SPLITS = ("train", "tune", "test", "ood", "probe")
 IN_DOMAIN_TOOLS = ("add", "subtract", "multiply", "divide", "sum_numbers", "round_number", "floor")
 HELD_OUT_TOOLS = ("power", "sqrt", "modulo", "ceil", "abs_value")
 
@@ -482,5 +484,5 @@ def make_problem(split: str, seed: int, index: int) -> SyntheticProblem:
 
 
 def generate(split: str = "train", n: int = 200, seed: int = 0) -> list[SyntheticProblem]:
-    """``n`` problems of ``split`` (train / tune / test / ood)."""
+    """``n`` problems of ``split`` (train / tune / test / ood / probe)."""
     return [make_problem(split, seed, i) for i in range(n)]

@@ -40,8 +40,9 @@ MATH_SETS: dict[str, tuple[str | None, Callable[[int | None], Benchmark] | None]
 
 
 def load_synthetic(split: str, n: int | None = None, seed: int = 0) -> Benchmark:
-    """The bundled synthetic task: ``test`` (in-domain), ``ood`` (held-out tools/compositions) or
-    ``tune`` (in-domain, for choosing settings without looking at ``test``)."""
+    """The bundled synthetic task: ``test`` (in-domain), ``ood`` (held-out tools/compositions),
+    ``tune`` (in-domain, for choosing settings without looking at ``test``) or ``probe``
+    (in-domain, scored during training: ``mentor.train.probe``)."""
     qs = load_questions("synthetic", split=split, n=n, seed=seed)
     domain = "out-of-domain" if split == "ood" else "in-domain"
     return Benchmark(f"synthetic:{split}", "math", MATH.items(qs), source=f"synthetic:{split}:seed={seed}", domain=domain)
@@ -59,7 +60,7 @@ class MathTask(Task):
         return "problem" in record
 
     def names(self) -> list[str]:
-        return [*MATH_SETS, "synthetic:test", "synthetic:ood", "synthetic:tune"]
+        return [*MATH_SETS, "synthetic:test", "synthetic:ood", "synthetic:tune", "synthetic:probe"]
 
     def load(self, key: str, limit: int | None) -> Benchmark | None:
         if key.startswith("synthetic"):

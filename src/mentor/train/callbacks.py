@@ -107,6 +107,21 @@ RECORD_KEYS = {
 }
 
 
+def truncate_steps(path: str | os.PathLike, step: int | None) -> list[dict[str, Any]]:
+    """Keep the records of a per-step JSONL file whose ``step`` is <= ``step`` (all of them are
+    dropped for None), rewritten atomically; return the kept records. A missing file stays missing."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    repair_jsonl(path)
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and step is not None and json.loads(line).get("step", 0) <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+    os.replace(tmp, path)
+    return [json.loads(k) for k in keep]
+
+
 class StepRecorder(TrainerCallback):
     """Writes ``metrics.jsonl`` (one record per logged step) in the run directory."""
 
@@ -124,16 +139,7 @@ class StepRecorder(TrainerCallback):
 
     def truncate_after(self, step: int) -> None:
         """On resume: drop records of steps after the checkpoint (they will be re-run)."""
-        if not self.path.exists():
-            return
-        repair_jsonl(self.path)
-        keep = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if line.strip() and json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
-        os.replace(tmp, self.path)
+        truncate_steps(self.path, step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:

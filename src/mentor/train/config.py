@@ -117,6 +117,9 @@ MENTOR_DEFAULTS: dict[str, Any] = {
     # common prompt through the model once, their completions on its keys/values (the same
     # numbers, tests/test_train_logps.py). Pays with per_device_train_batch_size >= num_generations.
     "share_prompt_forward": True,
+    # A held-out probe set scored greedily during GRPO every N steps (mentor.train.probe), e.g.
+    # {benchmark: synthetic:probe, every: 5, limit: 16}: OUTPUT_DIR/probe.jsonl. None: no probe.
+    "probe": None,
 }
 #: mentor keys that change the training algorithm or numerics (printed in the run header).
 SPEED_KEYS = ("lora_grpo", "model_dtype", "generation_backend")
@@ -206,6 +209,13 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
             raise ConfigError(f"{source}: 'tools': {e}") from None
     _validate_backend(cfg, source)
     _validate_precision(cfg, source)
+    if cfg.get("probe") is not None:
+        from mentor.train.probe import probe_options
+
+        try:
+            probe_options(cfg["probe"], source)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if cfg.get("weights") is not None and not isinstance(cfg["weights"], Mapping):
         raise ConfigError(f"{source}: 'weights' must map reward components to numbers")
 

@@ -216,6 +216,13 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
     )
     if engine is not None:
         trainer.rollout_engine = engine
+    if cfg.get("probe"):
+        from mentor.train.probe import ProbeCallback, probe_options
+
+        probe = ProbeCallback(probe_options(cfg["probe"], "probe"), out, plan.tokenizer, engine=engine,
+                              executor=executor, seed=int(cfg.get("seed") or 0))
+        probe.resume_at(int(Path(plan.checkpoint).name.split("-")[-1]) if plan.checkpoint else None)
+        trainer.add_callback(probe)
     return trainer, recorder
 
 
