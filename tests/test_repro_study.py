@@ -184,3 +184,82 @@ def test_shared_from_links_the_warm_start_of_a_matching_run_and_refuses_another(
     with pytest.raises(SystemExit, match=r"its SFT evaluation on synthetic:tune is not done"):
         study.reuse_shared(variant, source, tmp_path / "w" / "seed100")
     assert not any((tmp_path / d).exists() for d in "xyzew")  # nothing linked when refused
+
+
+def _probe_run(steps, ids, correct, calls, invalid, aligned):
+    """One seed's probe records (probe.jsonl rows) with per-item lists given per step by functions."""
+    return [{"step": s, "ids": ids, "correct": [correct(s, i) for i in range(len(ids))],
+             "calls": [calls(s, i) for i in range(len(ids))], "invalid": [invalid(s, i) for i in range(len(ids))],
+             "aligned": [aligned(s, i) for i in range(len(ids))],
+             "accuracy": 0.0, "invalid_call_rate": 0.0, "tool_usage_rate": 0.0, "alignment": 0.0} for s in steps]
+
+
+def test_regime_checks_follow_the_probe_and_the_reward_variance(study):
+    """Study 3's checks: a sparse preset whose steps never vary and whose probe stays at 0 holds
+    both of its claims; a mentor preset whose probe goes from invalid calls to valid aligned ones
+    and right answers holds its claims; the direction reversed fails them."""
+    ids = [f"p{i}" for i in range(32)]
+    steps = list(range(0, 41, 5))
+    dead = [_probe_run(steps, ids, lambda s, i: 0, lambda s, i: 1, lambda s, i: 1, lambda s, i: 0) for _ in range(3)]
+    # mentor: from step 20 on, items with i % 4 != 0 call validly and align; i % 2 == 0 correct
+    learnt = [_probe_run(steps, ids, lambda s, i: int(s >= 20 and i % 2 == 0), lambda s, i: 1,
+                         lambda s, i: int(s < 20 or i % 4 == 0), lambda s, i: int(s >= 20 and i % 4 != 0)) for _ in range(3)]
+    flat_std = [[{"step": s, "reward_std": 0.0} for s in range(1, 41)] for _ in range(3)]
+    varied_std = [[{"step": s, "reward_std": 0.3} for s in range(1, 41)] for _ in range(3)]
+    methods = {"vanilla": {"in": [0.0] * 60, "in_ids": ids[:30] * 2},
+               "sparse": {"probes": dead, "curves": flat_std, "in": [0.0] * 90, "in_ids": [f"t{i}" for i in range(30)] * 3},
+               "mentor": {"probes": learnt, "curves": varied_std, "in": [1.0, 0.0] * 45, "in_ids": [f"t{i}" for i in range(30)] * 3}}
+    rows, numbers = study.regime_checks({"methods": methods}, ["sparse", "mentor"])
+    got = {claim: v for claim, _, v in rows}
+    assert got["sparse: reward variance ~0 (share of steps with any; upper bound <= 0.1)"] == "holds"
+    assert got["sparse: probe accuracy not above its start"] == "holds (no rise shown)"
+    assert got["mentor (has R_v): probe invalid-call rate falls"] == "holds"
+    assert numbers["probe_invalid_change_mentor"][0] == pytest.approx(0.25 - 1.0)
+    assert got["mentor (rewards alignment): probe tool usage rate rises"] == "not shown (CI includes 0)"  # always 1
+    assert got["mentor (rewards alignment): probe alignment rises"] == "holds"
+    assert got["mentor > sparse, in-domain accuracy (final evaluation)"] == "holds"
+    assert got["mentor > sparse, probe accuracy (last quarter)"] == "holds"
+    assert got["mentor < sparse, probe invalid call rate (last quarter)"] == "holds"
+    assert got["mentor > sparse, probe alignment (last quarter)"] == "holds"
+    assert got["mentor > sparse, probe tool usage rate (last quarter)"] == "not shown (CI includes 0)"  # both 1
+    table = {r[0]: r for r in study.probe_table({"methods": methods}, ["sparse", "mentor"])}
+    assert table["mentor"][2:] == ["0.000 -> 0.500", "1.000 -> 0.250", "1.000 -> 1.000", "0.000 -> 0.750"]
+    # reversed: sparse varies and rises on the probe, mentor's probe gets worse
+    methods["sparse"].update(probes=learnt, curves=varied_std)
+    # (step s shows what the learnt run showed at step 40 - s)
+    methods["mentor"]["probes"] = [sorted(({**r, "step": 40 - r["step"]} for r in run), key=lambda r: r["step"]) for run in learnt]
+    rows, _ = study.regime_checks({"methods": methods}, ["sparse", "mentor"])
+    got = {claim: v for claim, _, v in rows}
+    assert got["sparse: reward variance ~0 (share of steps with any; upper bound <= 0.1)"] == "does not hold"
+    assert got["sparse: probe accuracy not above its start"] == "does not hold (it rose)"
+    assert got["mentor (has R_v): probe invalid-call rate falls"] == "does not hold"
+    assert got["mentor > sparse, probe accuracy (last quarter)"] == "does not hold"
+
+
+def test_share_interval_is_wilson_and_shrinks_with_the_steps(study):
+    assert study.share_ci([False] * 6)[2] == pytest.approx(0.390, abs=0.002)  # 0 of 6: not evidence of ~0
+    p, lo, hi = study.share_ci([False] * 120)
+    assert p == 0 and lo == 0 and hi == pytest.approx(0.031, abs=0.001)
+    p, lo, hi = study.share_ci([True] * 30 + [False] * 90)
+    assert p == 0.25 and lo == pytest.approx(0.181, abs=0.002) and hi == pytest.approx(0.334, abs=0.002)
+
+
+def test_every_protocol_knob_is_a_documented_option(study, capsys):
+    with pytest.raises(SystemExit):
+        study.parse_args(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--rl-init", "--probe-every", "--probe-limit", "--save-steps", "--questions-per-step", "--seeds",
+                 "--presets", "--sft-steps", "--rl-steps", "--generations", "--max-completion-length", "--rl-lr",
+                 "--temperature", "--beta", "--limit", "--jobs", "--n-train"):
+        assert flag in text
+    args = study.parse_args(["--rl-init", "base", "--presets", "sparse", "validation", "f1", "mentor", "--seeds", "5", "7",
+                             "--probe-every", "5", "--save-steps", "5", "--questions-per-step", "4"])
+    assert study.shared_stages(args) == ("data", "teach", "vanilla") and study.start_method(args) == "vanilla"
+    cfg = study.study_config(args, 7)
+    assert cfg["rl_init"] == "base" and cfg["seed"] == 7
+    assert set(cfg["train"]["methods"]) == {"sparse", "validation", "f1", "mentor"}
+    rl = cfg["train"]["rl"]
+    assert rl["per_device_train_batch_size"] == 16 and rl["save_steps"] == 5
+    assert rl["probe"] == {"benchmark": "synthetic:probe", "every": 5, "limit": 32, "max_turns": 5, "max_new_tokens": 64}
+    with pytest.raises(SystemExit):
+        study.parse_args(["--rl-init", "base", "--shared-from", "runs/x/seed0"])
