@@ -765,12 +765,13 @@ def main() -> None:
     start = f"SFT {args.sft_steps} steps (shared)" if args.rl_init == "sft" else "RL from the vanilla student (no SFT)"
     probe_note = (f", probe: {args.probe_limit} items of {PROBE_BENCHMARK} every {args.probe_every} steps"
                   if args.probe_every else "")
+    grpo = ("the shared stages only (no GRPO)." if args.shared_only else
+            f"GRPO {args.rl_steps} steps x {args.questions_per_step} question(s) x {args.generations} rollouts "
+            f"(completion <= {args.max_completion_length} tokens, learning rate {args.rl_lr:g}, "
+            f"temperature {args.temperature:g}{'' if args.beta is None else f', beta {args.beta:g}'}{probe_note}) "
+            "per preset and seed.")
     text = (
-        f"Seeds {args.seeds}; {args.limit} items per split per seed; {start}, "
-        f"GRPO {args.rl_steps} steps x {args.questions_per_step} question(s) x {args.generations} rollouts "
-        f"(completion <= {args.max_completion_length} tokens, learning rate {args.rl_lr:g}, "
-        f"temperature {args.temperature:g}{'' if args.beta is None else f', beta {args.beta:g}'}{probe_note}) "
-        "per preset and seed.\n\n"
+        f"Seeds {args.seeds}; {args.limit} items per split per seed; {start}, {grpo}\n\n"
         + md_table(header, rows)
         + "\n\n"
         + (md_table(["finding (paper)", "measured difference [95% CI]", "verdict"], findings) + "\n\n" if findings else "")
