@@ -89,7 +89,12 @@ def study_config(args: argparse.Namespace, seed: int) -> dict:
     rl = {
         "max_steps": args.rl_steps,
         "num_generations": args.generations,
-        "per_device_train_batch_size": args.generations * args.questions_per_step,
+        # one question's group per micro-batch (its prompt runs once: share_prompt_forward), the
+        # questions of a step accumulated: the same loss (dapo spans the generation batch) at the
+        # activation memory of one group -- two units of 2 x 8 completions of <= 384 tokens in one
+        # micro-batch peaked at ~10-12 GB each and the kernel killed one (study 3's first start)
+        "per_device_train_batch_size": args.generations,
+        "gradient_accumulation_steps": args.questions_per_step,
         "max_completion_length": args.max_completion_length,
         "max_tool_calling_iterations": 4,  # the longest plans have 4 calls
         "learning_rate": args.rl_lr,

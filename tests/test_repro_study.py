@@ -259,7 +259,7 @@ def test_every_protocol_knob_is_a_documented_option(study, capsys):
     assert cfg["rl_init"] == "base" and cfg["seed"] == 7
     assert set(cfg["train"]["methods"]) == {"sparse", "validation", "f1", "mentor"}
     rl = cfg["train"]["rl"]
-    assert rl["per_device_train_batch_size"] == 16 and rl["save_steps"] == 5
+    assert rl["per_device_train_batch_size"] == 4 and rl["gradient_accumulation_steps"] == 4 and rl["save_steps"] == 5
     assert rl["probe"] == {"benchmark": "synthetic:probe", "every": 5, "limit": 32, "max_turns": 5, "max_new_tokens": 64}
     with pytest.raises(SystemExit):
         study.parse_args(["--rl-init", "base", "--shared-from", "runs/x/seed0"])
