@@ -119,3 +119,30 @@ def test_grpo_scores_the_probe_at_start_every_step_and_end(tmp_path):
     trainer.train(resume_from_checkpoint=plan.checkpoint)
     rows = read_probe(out)
     assert [r["step"] for r in rows] == [0, 1, 2] and rows[:2] == first
+
+
+@pytest.mark.slow
+def test_probe_with_transformers_rollouts_scores_the_model_in_memory(tmp_path):
+    """Without the llama.cpp engine the probe decodes with transformers on the policy in memory
+    (LoRA adapter included), and leaves the trainer's tokenizer as it found it."""
+    from mentor.data import synthetic_questions
+    from mentor.teacher.factory import make_teacher
+    from mentor.teacher.generate import generate_references
+    from mentor.train.grpo import build_grpo_trainer, prepare_grpo
+
+    refs = tmp_path / "refs.jsonl"
+    generate_references(synthetic_questions("train", 2, 0), make_teacher("program"), refs, progress=False, seed=0)
+    cfg = {"generation_backend": "transformers", "lora_grpo": True, "model_dtype": "float32",
+           "probe": {"benchmark": "synthetic:probe", "every": 1, "limit": 2, "max_turns": 1, "max_new_tokens": 8},
+           "grpo": {"num_generations": 2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+                    "max_completion_length": 16, "max_tool_calling_iterations": 1, "bf16": False,
+                    "save_steps": 1000, "learning_rate": 1e-4}}
+    plan = prepare_grpo(refs, tmp_path / "out", preset="mentor", model="smollm2-135m-compact", config=cfg, max_steps=1)
+    trainer, _ = build_grpo_trainer(plan)
+    assert getattr(trainer, "rollout_engine", None) is None
+    side = trainer.processing_class.padding_side
+    trainer.train()
+    rows = read_probe(tmp_path / "out")
+    assert [r["step"] for r in rows] == [0, 1] and all(r["n"] == 2 for r in rows)
+    assert all(len(r["correct"]) == 2 and r["seconds"] > 0 for r in rows)
+    assert trainer.processing_class.padding_side == side

@@ -113,6 +113,8 @@ class ProbeCallback(TrainerCallback):
         if self.engine is not None and self.engine.synced_step != step:
             self.engine.sync(model, step)
         was_training = model.training
+        # the transformers generator pads on the left: the trainer's tokenizer gets its own settings back
+        padding = getattr(self.tokenizer, "padding_side", None), getattr(self.tokenizer, "pad_token", None)
         model.eval()
         try:
             result = evaluate(generator=self._generator(model), benchmark=self.bench, executor=self.executor,
@@ -120,6 +122,8 @@ class ProbeCallback(TrainerCallback):
                               sampling=Sampling(temperature=0.0, max_new_tokens=self.opts["max_new_tokens"], seed=self.seed))
         finally:
             model.train(was_training)
+            if self.engine is None:
+                self.tokenizer.padding_side, self.tokenizer.pad_token = padding
         record = {"step": step, "benchmark": self.opts["benchmark"], "n": len(result["records"]),
                   **summarize(result, self.bench), "seconds": round(time.perf_counter() - t0, 2), "time": time.time()}
         append_jsonl(self.path, record)
