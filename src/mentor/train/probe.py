@@ -18,7 +18,6 @@ resumes from) scores the starting model; on resume, records after the checkpoint
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from mentor.io import append_jsonl
+from mentor.io import append_jsonl, read_jsonl
 from mentor.train.callbacks import truncate_steps
 
 #: the probe options and their defaults (``benchmark`` is required)
@@ -155,5 +154,4 @@ def read_probe(path: str | os.PathLike) -> list[dict[str, Any]]:
         p = p / "probe.jsonl"
     if not p.exists():
         return []
-    rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return sorted(rows, key=lambda r: r["step"])
+    return sorted((row for _, row in read_jsonl(p)), key=lambda r: r["step"])
