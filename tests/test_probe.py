@@ -79,7 +79,8 @@ def test_grpo_scores_the_probe_at_start_every_step_and_end(tmp_path):
     """Two GRPO steps with llama.cpp rollouts and a probe every step: records for steps 0, 1
     and 2 (the start model, then each update), the rollout engine synced once per step (the
     probe's sync is reused by the next step's rollouts), a run resumed from checkpoint 1 keeps
-    steps 0-1 and re-scores step 2."""
+    steps 0-1 and re-scores step 2, and its step 2 draws the rollouts the uninterrupted run drew
+    (the sampler's seed is keyed by the synced step, not by the engine's earlier calls)."""
     from mentor.data import synthetic_questions
     from mentor.teacher.factory import make_teacher
     from mentor.teacher.generate import generate_references
@@ -109,6 +110,7 @@ def test_grpo_scores_the_probe_at_start_every_step_and_end(tmp_path):
         assert r["n"] == 2 and r["ids"] == ids and 0 <= r["accuracy"] <= 1 and r["benchmark"] == "synthetic:probe"
         assert set(r) >= {"invalid_call_rate", "tool_usage_rate", "alignment", "correct", "seconds"}
     first = rows[:2]
+    step2 = _step_row(out, 2)
 
     plan = prepare_grpo(refs, out, preset="mentor", model="smollm2-135m-compact", config=cfg, max_steps=2, resume=True)
     assert plan.checkpoint and plan.checkpoint.endswith("checkpoint-2")
@@ -119,6 +121,18 @@ def test_grpo_scores_the_probe_at_start_every_step_and_end(tmp_path):
     trainer.train(resume_from_checkpoint=plan.checkpoint)
     rows = read_probe(out)
     assert [r["step"] for r in rows] == [0, 1, 2] and rows[:2] == first
+    assert _step_row(out, 2) == step2
+
+
+def _step_row(out, step: int) -> dict:
+    """What step ``step`` sampled and scored (metrics.jsonl without its timings)."""
+    import json
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    (row,) = [r for r in rows if r.get("step") == step]
+    keep = ("reward", "reward_std", "completion_length", "invalid_call_rate", "tool_usage_rate", "mean_tool_calls")
+    assert all(k in row for k in keep), sorted(row)
+    return {k: row[k] for k in keep}
 
 
 @pytest.mark.slow

@@ -300,6 +300,15 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+def sampler_seed(seed: int, step: int | None, call: int) -> int:
+    """The 32-bit seed of the ``call``-th sampled decode after the sync at ``step``: a function of
+    the three only (not of how many calls the engine made before), so resuming at a step replays it."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{seed}/{step}/{call}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
+
+
 class LlamaCppEngine:
     """Samples completions of token-id prompts with llama.cpp from a model's current weights.
 
@@ -339,7 +348,10 @@ class LlamaCppEngine:
         self._ctx: Any = None
         self._batch: Any = None
         self._cached: list[list[int]] = []  # per sequence id: the tokens whose keys/values are in the cache
-        self._calls = 0
+        # sampled (non-greedy) decode calls since the last sync: with ``seed`` and the synced step they
+        # seed the sampler, so a run resumed from a checkpoint draws the rollouts an uninterrupted
+        # run draws (greedy calls, e.g. the probe's between two steps, do not count)
+        self._sampled = 0
         self.stats = {"prefill_tokens": 0, "reused_tokens": 0, "decoded_tokens": 0}
 
     def sync(self, model: Any, step: int | None = None) -> None:
@@ -362,6 +374,7 @@ class LlamaCppEngine:
             self.weights.write(tensors, _config(model))
             self._load()
         self.synced_step = step
+        self._sampled = 0
 
     def _writes_visible(self, tensors: Mapping[str, Any]) -> bool:
         """Whether the loaded model computes with the file's current bytes: the logits of a probe
@@ -447,17 +460,17 @@ class LlamaCppEngine:
     def _sampler(self, sampling: Sampling) -> Any:
         from llama_cpp import _internals
 
-        self._calls += 1
         s = _internals.LlamaSampler()
         if sampling.greedy:
             s.add_greedy()
             return s
+        self._sampled += 1
         if sampling.top_k:
             s.add_top_k(int(sampling.top_k))
         if sampling.top_p < 1.0:
             s.add_top_p(float(sampling.top_p), 1)
         s.add_temp(float(sampling.temperature))
-        s.add_dist((self.seed * 1_000_003 + self._calls) & 0xFFFFFFFF)
+        s.add_dist(sampler_seed(self.seed, self.synced_step, self._sampled))
         return s
 
     def _assign(self, prompts: list[list[int]]) -> list[tuple[int, int, int | None]]:
