@@ -126,10 +126,9 @@ def test_grpo_scores_the_probe_at_start_every_step_and_end(tmp_path):
 
 def _step_row(out, step: int) -> dict:
     """What step ``step`` sampled and scored (metrics.jsonl without its timings)."""
-    import json
+    from mentor.io import read_jsonl
 
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    (row,) = [r for r in rows if r.get("step") == step]
+    (row,) = [r for _, r in read_jsonl(out / "metrics.jsonl") if r.get("step") == step]
     keep = ("reward", "reward_std", "completion_length", "invalid_call_rate", "tool_usage_rate", "mean_tool_calls")
     assert all(k in row for k in keep), sorted(row)
     return {k: row[k] for k in keep}
