@@ -649,6 +649,15 @@ def run_unit(args: argparse.Namespace, seed: int, preset: str) -> None:
     p.stage_eval([preset])
 
 
+def unit_order(presets: list[str], seeds: list[int], order: str = "preset") -> list[tuple[int, str]]:
+    """The (seed, preset) units in the order they are started. ``preset``: every seed of a preset
+    before the next preset; ``seed``: every preset of a seed before the next seed, so that a
+    study stopped by its compute limit leaves the presets with the same seeds (within one)."""
+    if order == "seed":
+        return [(seed, preset) for seed in seeds for preset in presets]
+    return [(seed, preset) for preset in presets for seed in seeds]
+
+
 def run_study(args: argparse.Namespace, runs: list[Path]) -> None:
     """Shared stages once (seed 0's directory), then every (seed, preset) unit, ``--jobs`` at a
     time in separate processes that share the cores (1 thread each with 2 jobs on 2 cores:
@@ -678,7 +687,7 @@ def run_study(args: argparse.Namespace, runs: list[Path]) -> None:
             rc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--unit", f"{seed}:{preset}"], env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
         return f"seed {seed} {preset} (exit {rc}; see {log})" if rc else None
 
-    units = [(seed, preset) for preset in args.presets for seed in args.seeds]
+    units = unit_order(args.presets, args.seeds, args.unit_order)
     failed = []
     with Progress() as bar, ThreadPoolExecutor(args.jobs) as pool:
         task = bar.add_task(f"GRPO + eval, {len(units)} units, {args.jobs} at a time", total=len(units))
@@ -725,6 +734,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="reuse that run's data, references, SFT model and vanilla/SFT evals (same seed and settings)")
     ap.add_argument("--limit", type=int, default=60, help="evaluation items per split")
     ap.add_argument("--jobs", type=int, default=2, help="(seed, preset) units run at once")
+    ap.add_argument("--unit-order", choices=("preset", "seed"), default="preset",
+                    help="the order units start in: every seed of a preset first (preset), or every preset of a seed "
+                         "first (seed: a study cut by its compute limit leaves the presets with the same seeds)")
     ap.add_argument("--plots", default=None, help="directory of the training-curve plot (default: OUT)")
     ap.add_argument("--analyse-only", action="store_true", help="no training: analyse the units already in OUT")
     ap.add_argument("--shared-only", action="store_true",

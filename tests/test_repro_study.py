@@ -250,7 +250,7 @@ def test_every_protocol_knob_is_a_documented_option(study, capsys):
     text = capsys.readouterr().out
     for flag in ("--rl-init", "--probe-every", "--probe-limit", "--save-steps", "--questions-per-step", "--seeds",
                  "--presets", "--sft-steps", "--rl-steps", "--generations", "--max-completion-length", "--rl-lr",
-                 "--temperature", "--beta", "--limit", "--jobs", "--n-train"):
+                 "--temperature", "--beta", "--limit", "--jobs", "--n-train", "--unit-order"):
         assert flag in text
     args = study.parse_args(["--rl-init", "base", "--presets", "sparse", "validation", "f1", "mentor", "--seeds", "5", "7",
                              "--probe-every", "5", "--save-steps", "5", "--questions-per-step", "4"])
@@ -263,3 +263,14 @@ def test_every_protocol_knob_is_a_documented_option(study, capsys):
     assert rl["probe"] == {"benchmark": "synthetic:probe", "every": 5, "limit": 32, "max_turns": 5, "max_new_tokens": 64}
     with pytest.raises(SystemExit):
         study.parse_args(["--rl-init", "base", "--shared-from", "runs/x/seed0"])
+
+
+def test_unit_order_by_seed_keeps_the_presets_level_at_any_cut(study):
+    by_preset = study.unit_order(["sparse", "mentor"], [0, 1, 2])
+    assert by_preset == [(0, "sparse"), (1, "sparse"), (2, "sparse"), (0, "mentor"), (1, "mentor"), (2, "mentor")]
+    by_seed = study.unit_order(["sparse", "mentor"], [0, 1, 2], "seed")
+    assert sorted(by_seed) == sorted(by_preset)
+    for cut in range(len(by_seed) + 1):
+        done = [p for _, p in by_seed[:cut]]
+        assert abs(done.count("sparse") - done.count("mentor")) <= 1
+    assert study.parse_args([]).unit_order == "preset"
