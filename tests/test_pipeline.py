@@ -57,6 +57,29 @@ def test_missing_server_command_is_a_clear_error():
         server_command("no-such-server-xyz {model} --port {port}", "m", 1)
 
 
+def _write_config_often(cfg, out, n):
+    p = Pipeline(cfg, out, progress=False)
+    for _ in range(n):
+        p._write_config()
+
+
+def test_runs_starting_at_once_on_one_directory_agree_on_its_config(tmp_path):
+    """The study starts a seed's RL units side by side on one directory: each checks and writes
+    pipeline.yaml. Before the lock and the atomic write, one unit read the other's half-written
+    file and stopped with "different config" (study 3, arm B's seed 0 mentor unit)."""
+    import multiprocessing
+
+    cfg, out = load_config(None, {"data": {"n": 5}}), tmp_path / "run"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_config_often, args=(cfg, out, 300)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    assert (out / "pipeline.yaml").exists() and not list(out.glob("*.tmp"))
+
+
 @pytest.mark.slow
 def test_eval_stage_through_a_model_server(tmp_path):
     """eval.server: each model is served (here `transformers serve` on CPU, vLLM on GPUs), the

@@ -25,7 +25,7 @@ from mentor.display import LiveAccuracy, RunDisplay, StageRow, logged_stage, sta
 from mentor.eval.benchmarks import load_benchmark
 from mentor.eval.runner import evaluate, result_name
 from mentor.generation import make_generator, serve_model
-from mentor.io import read_jsonl, run_metadata, write_json
+from mentor.io import read_jsonl, run_metadata, write_json, write_text_atomic
 from mentor.models import resolve_model
 from mentor.pipeline.config import TEACHER, TEACHER_STAGE, PipelineConfig, PipelineError
 from mentor.pipeline.retrieval import eval_retriever
@@ -178,12 +178,18 @@ class Pipeline:
         path = self.out / "pipeline.yaml"
         clean = {k: v for k, v in self.cfg.items() if not k.startswith("_")}
         text = yaml.safe_dump(clean, sort_keys=False)
-        if path.exists() and path.read_text() != text:
-            raise PipelineError(
-                f"{self.out} holds a run with a different config ({path}); "
-                "use another --output-dir, or delete the directory to start over"
-            )
-        path.write_text(text)
+        # under a lock and written atomically: runs starting at once on one directory (the study's
+        # parallel RL units of a seed) must not read each other's half-written file as another config
+        self.out.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            if path.exists():
+                if path.read_text() != text:
+                    raise PipelineError(
+                        f"{self.out} holds a run with a different config ({path}); "
+                        "use another --output-dir, or delete the directory to start over"
+                    )
+                return
+            write_text_atomic(path, text)
 
     def _run_stage(self, stage: str, row: StageRow | None = None) -> dict[str, Any] | None:
         rl = self.config.train.rl_methods
