@@ -652,7 +652,8 @@ def run_unit(args: argparse.Namespace, seed: int, preset: str) -> None:
 def unit_order(presets: list[str], seeds: list[int], order: str = "preset") -> list[tuple[int, str]]:
     """The (seed, preset) units in the order they are started. ``preset``: every seed of a preset
     before the next preset; ``seed``: every preset of a seed before the next seed, so that a
-    study stopped by its compute limit leaves the presets with the same seeds (within one)."""
+    study stopped by its compute limit leaves the presets with nearly the same seeds (the start
+    order is level within one unit; with ``--jobs`` N the finishing order within about N)."""
     if order == "seed":
         return [(seed, preset) for seed in seeds for preset in presets]
     return [(seed, preset) for preset in presets for seed in seeds]
@@ -736,7 +737,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--jobs", type=int, default=2, help="(seed, preset) units run at once")
     ap.add_argument("--unit-order", choices=("preset", "seed"), default="preset",
                     help="the order units start in: every seed of a preset first (preset), or every preset of a seed "
-                         "first (seed: a study cut by its compute limit leaves the presets with the same seeds)")
+                         "first (seed: a study cut by its compute limit leaves the presets with nearly the same seeds)")
     ap.add_argument("--plots", default=None, help="directory of the training-curve plot (default: OUT)")
     ap.add_argument("--analyse-only", action="store_true", help="no training: analyse the units already in OUT")
     ap.add_argument("--shared-only", action="store_true",
