@@ -8,8 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mentor.cli import app
-from mentor.io import DataError, append_jsonl, read_jsonl, repair_jsonl
+from mentor.io import DataError, append_jsonl, atomic_writer, read_jsonl, repair_jsonl
 from mentor.references import Reference, load_references, write_reference
+from mentor.tools.search import Passage, load_passages, save_passages
+from mentor.train.callbacks import truncate_steps
 
 MENTOR = [sys.executable, "-m", "mentor.cli"]
 
@@ -52,6 +54,30 @@ def test_append_and_repair(tmp_path):
     assert repair_jsonl(p) == len(b'{"id": 3, "tor')
     assert [o["id"] for _, o in read_jsonl(p)] == [1, 2]
     assert repair_jsonl(p) == 0
+
+
+def test_atomic_writer_shows_the_old_file_or_the_whole_new_one(tmp_path):
+    p = tmp_path / "sub" / "passages.jsonl"
+    save_passages([Passage(title="T", text="old", id="a")], p)
+    with pytest.raises(RuntimeError, match="mid-write"), atomic_writer(p) as f:
+        f.write('{"id": "b", "title": "T", "text": "new"}\n')
+        assert [x.text for x in load_passages(p)] == ["old"]  # a reader meanwhile sees the old file
+        raise RuntimeError("killed mid-write")
+    assert [x.text for x in load_passages(p)] == ["old"] and sorted(os.listdir(p.parent)) == ["passages.jsonl"]
+    save_passages((Passage(title="T", text=f"t{i}", id=str(i)) for i in range(3)), p)  # a generator: streamed
+    assert [x.id for x in load_passages(p)] == ["0", "1", "2"] and sorted(os.listdir(p.parent)) == ["passages.jsonl"]
+
+
+def test_truncate_steps_keeps_the_steps_up_to_a_checkpoint(tmp_path):
+    p = tmp_path / "steps.jsonl"
+    for step in (1, 2, 3):
+        append_jsonl(p, {"step": step})
+    with open(p, "ab") as f:
+        f.write(b'{"step": 4, "re')  # the kill that stopped the run
+    assert [r["step"] for r in truncate_steps(p, 2)] == [1, 2]
+    assert [o["step"] for _, o in read_jsonl(p)] == [1, 2] and sorted(os.listdir(tmp_path)) == ["steps.jsonl"]
+    assert truncate_steps(p, None) == [] and p.read_text() == ""
+    assert truncate_steps(tmp_path / "missing.jsonl", 3) == [] and not (tmp_path / "missing.jsonl").exists()
 
 
 def _ref(i, correct=True):

@@ -3,6 +3,7 @@ and the run metadata (config, seed, versions, timings) every run writes beside i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -12,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 class DataError(ValueError):
@@ -80,17 +81,28 @@ def repair_jsonl(path: str | os.PathLike) -> int:
     return cut
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically (temp file + rename): a reader sees the old or the new text, never a part."""
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
+    """Open a text file for writing so that it appears at ``path`` only when the block ends without
+    error (temp file + rename): a reader sees the old file or the whole new one, never a part. The
+    temp file is named per process and thread (two writers never share it) and removed on failure.
+    Streams, so a large file (a retrieval corpus) need not be held in memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # one per writer
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as f:
+            yield f
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (see ``atomic_writer``)."""
+    with atomic_writer(path) as f:
+        f.write(text)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

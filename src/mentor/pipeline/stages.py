@@ -25,7 +25,7 @@ from mentor.display import LiveAccuracy, RunDisplay, StageRow, logged_stage, sta
 from mentor.eval.benchmarks import load_benchmark
 from mentor.eval.runner import evaluate, result_name
 from mentor.generation import make_generator, serve_model
-from mentor.io import read_jsonl, run_metadata, write_json, write_text_atomic
+from mentor.io import atomic_writer, read_jsonl, run_metadata, write_json, write_text_atomic
 from mentor.models import resolve_model
 from mentor.pipeline.config import TEACHER, TEACHER_STAGE, PipelineConfig, PipelineError
 from mentor.pipeline.retrieval import eval_retriever
@@ -213,12 +213,9 @@ class Pipeline:
         d = self.config.data
         qs = load_questions(d.dataset, split=d.split, n=d.n, seed=self.config.seed, question_field=d.question_field,
                             answer_field=d.answer_field, task=d.task)
-        self.questions_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.questions_path.with_suffix(".tmp")
-        with tmp.open("w") as f:
+        with atomic_writer(self.questions_path) as f:
             for q in qs:
                 f.write(json.dumps(asdict(q), default=str) + "\n")
-        tmp.replace(self.questions_path)
         write_json(self.out / "data" / "meta.json", {"source": d.dataset, "n": len(qs)})
         return {"questions": len(qs)}
 

@@ -19,6 +19,7 @@ records so those questions are asked again.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mentor.data.datasets import Question
-from mentor.io import DataError, append_jsonl, read_jsonl, repair_jsonl, run_metadata, write_json
+from mentor.io import DataError, append_jsonl, atomic_writer, read_jsonl, repair_jsonl, run_metadata, write_json
 from mentor.progress import ProgressBar
 from mentor.references import Reference
 from mentor.tasks import get_task
@@ -92,13 +93,9 @@ def _drop_endpoint_failures(path: Path) -> int:
         else:
             keep.append(obj)
     if dropped:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        for obj in keep:
-            append_jsonl(tmp, obj)
-        if not keep:
-            tmp.write_bytes(b"")
-        os.replace(tmp, path)
+        with atomic_writer(path) as f:
+            for obj in keep:
+                f.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
     return dropped
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mentor.io import read_jsonl, require
+from mentor.io import atomic_writer, read_jsonl, require
 from mentor.tools.errors import ToolError
 
 
@@ -92,12 +92,9 @@ class InMemoryBM25:
 
 def save_passages(passages: Iterable[Passage], path: str | os.PathLike) -> None:
     """``passages.jsonl``: one ``{"id", "title", "text"}`` per line (written atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_writer(path) as f:
         for p in passages:
             f.write(json.dumps({"id": p.id, "title": p.title, "text": p.text}, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def load_passages(path: str | os.PathLike) -> list[Passage]:

@@ -24,7 +24,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from mentor.analysis import tool_stats
-from mentor.io import append_jsonl, repair_jsonl
+from mentor.io import append_jsonl, repair_jsonl, write_text_atomic
 from mentor.tools.callables import Tool
 
 
@@ -116,9 +116,7 @@ def truncate_steps(path: str | os.PathLike, step: int | None) -> list[dict[str, 
     repair_jsonl(path)
     keep = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and step is not None and json.loads(line).get("step", 0) <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(k + "\n" for k in keep))
     return [json.loads(k) for k in keep]
 
 
