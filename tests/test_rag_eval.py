@@ -343,7 +343,7 @@ def test_paper_pipeline_evaluates_rag_through_its_own_retriever(stand_ins, tmp_p
     serving = record["serving"]
     assert (serving["index"], serving["model"], serving["faiss_index"]) == ("dense", s["model"], str(s["faiss"]))
     assert (serving["query_prefix"], serving["passages"]) == ("query: ", len(s["passages"]))
-    assert (out / "logs" / "retriever.log").read_text()
+    assert record["log"] == str(out / "logs" / "retriever-eval-sft+mentor.log") and Path(record["log"]).read_text()
     results = []
     for method in ("sft", "mentor"):
         for name, rows in s["sets"].items():

@@ -169,3 +169,59 @@ def test_dense_prefixes_reach_queries_and_passages(tmp_path, shared_benchmarks):
         assert [g["title"] for g in got] == [h.title for h in hits]
         assert [g["score"] for g in got] == pytest.approx([h.score for h in hits], abs=1e-4)
         assert httpx.get(srv.url + "/health").json()["queries"] == 1
+
+
+def test_servers_starting_at_once_on_one_index_directory_build_it_once(tmp_path, shared_benchmarks):
+    """Two evaluations of one run directory at once (repro_study --jobs) start two retrievers on
+    ``<run>/retriever``: one builds the index, the others wait for it and load it."""
+    import threading
+
+    from mentor.serve.retriever import build_or_load_index
+
+    records = [r for _, r in read_jsonl(shared_benchmarks / HOTPOT)][:20]
+    corpus = tmp_path / "corpus.jsonl"
+    write_flashrag(hotpotqa_passages(records), corpus)
+    start, infos, errors = threading.Barrier(3), [], []
+
+    def serve():
+        start.wait()
+        try:
+            infos.append(build_or_load_index(corpus, "bm25", tmp_path / "retriever", log=lambda *_: None)[1])
+        except Exception as e:  # noqa: BLE001 - the assertion below names it
+            errors.append(e)
+
+    threads = [threading.Thread(target=serve) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(infos) == 3
+    assert sorted(i["loaded"] for i in infos) == [False, True, True]  # built once, loaded twice
+    assert len({i["passages"] for i in infos}) == 1
+
+
+def test_an_index_rebuild_killed_mid_save_is_rebuilt_not_loaded(tmp_path, shared_benchmarks, monkeypatch):
+    from mentor.serve.retriever import build_or_load_index
+
+    records = [r for _, r in read_jsonl(shared_benchmarks / HOTPOT)][:12]
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    write_flashrag(hotpotqa_passages(records[:6]), first)
+    write_flashrag(hotpotqa_passages(records[6:]), second)
+    quiet = {"log": lambda *_: None}
+    _, built = build_or_load_index(first, "bm25", tmp_path / "ix", **quiet)
+
+    def killed(self, directory):  # the second corpus's passages are written, then the process dies
+        from mentor.tools.search import save_passages
+
+        save_passages(self.passages, directory / "passages.jsonl")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(InMemoryBM25, "save", killed)
+        with pytest.raises(KeyboardInterrupt):
+            build_or_load_index(second, "bm25", tmp_path / "ix", **quiet)
+    index, again = build_or_load_index(first, "bm25", tmp_path / "ix", **quiet)
+    assert again["loaded"] is False  # the directory no longer holds the first corpus's index
+    assert [p.title for p in index.passages] == [p.title for p in load_corpus(first)]
+    _, reused = build_or_load_index(first, "bm25", tmp_path / "ix", **quiet)
+    assert reused["loaded"] is True and reused["passages"] == built["passages"]

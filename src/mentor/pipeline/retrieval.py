@@ -3,7 +3,9 @@ child process on 127.0.0.1 (``mentor.generation.server.ServerProcess``, as ``eva
 starts the model server) before a stage's evaluations, handed to them as the search backend
 of the ``Executor`` they run tool calls with, and stopped when they are done. What it served
 goes into the stage's marker (``stages/<stage>.json``: ``retriever``); its log is
-``logs/retriever.log``.
+``logs/retriever-<name>.log``, one per evaluation (``eval-<methods>``, ``teacher``): two evaluations of
+one run directory at once (``benchmarks/repro_study.py --jobs``) do not write one log. They share
+the index in ``<run>/retriever`` (``build_or_load_index`` builds it once, under a lock).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def _health(url: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def eval_retriever(section: RetrieverSection | None, run_dir: Path,
-                   announce: Callable[[str], None] = print) -> Iterator[tuple[Executor | None, dict[str, Any]]]:
+                   announce: Callable[[str], None] = print, name: str = "eval",
+                   ) -> Iterator[tuple[Executor | None, dict[str, Any]]]:
     """``(executor, record)``: an ``Executor`` whose search backend is the started server (``None``
     without ``section``) and the record of the server (url, what it serves, queries answered,
     stopped), complete once the block is left."""
@@ -51,7 +54,7 @@ def eval_retriever(section: RetrieverSection | None, run_dir: Path,
         yield None, record
         return
     _check_files(section)
-    log = run_dir / "logs" / "retriever.log"
+    log = run_dir / "logs" / f"retriever-{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     announce(f"starting the retriever {section.label} (log: {log})")
     t0 = time.perf_counter()

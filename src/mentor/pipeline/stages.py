@@ -295,7 +295,7 @@ class Pipeline:
         announce = row.event if row is not None else self.console.print
         benches = {b: load_benchmark(b, limit=e.limit) for jobs in todo.values() for b, _ in jobs}
         retriever_section = e.retriever if _searches(benches, [j for jobs in todo.values() for j in jobs]) else None
-        with eval_retriever(retriever_section, self.out, announce) as (executor, retriever):
+        with eval_retriever(retriever_section, self.out, announce, name="eval-" + "+".join(todo)) as (executor, retriever):
             evaluated = {m: self._evaluate(m, self.model_for(m), jobs, row, executor, benchmarks=benches)
                          for m, jobs in todo.items()}
         return {"evaluated": evaluated, **({"retriever": retriever} if retriever else {})}
@@ -319,7 +319,8 @@ class Pipeline:
         # a program plays a fixed plan: decoding settings do not apply, it is recorded as greedy
         overrides = {"temperature": 0} if getattr(generator, "deterministic", False) else {}
         announce = row.event if row is not None else self.console.print
-        with eval_retriever(e.retriever if _searches(benches, jobs) else None, self.out, announce) as (executor, retriever):
+        with eval_retriever(e.retriever if _searches(benches, jobs) else None, self.out, announce,
+                            name=TEACHER) as (executor, retriever):
             written = self._evaluate(TEACHER, str(self.config.teacher.model or self.config.teacher.backend), jobs, row,
                                      executor, generator=generator, benchmarks=benches, overrides=overrides) if jobs else []
         info: dict[str, Any] = {"evaluated": {TEACHER: written}, "teacher": self.config.teacher.backend,

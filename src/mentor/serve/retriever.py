@@ -240,32 +240,56 @@ _META_KEYS = ("corpus_sha256", "index", "model", "query_prefix", "passage_prefix
 def _build_or_reuse(corpus: Path, kind: str, index_dir: str | os.PathLike | None, info: dict[str, Any],
                     prefixes: dict[str, Any], show_progress: bool, log, t0: float
                     ) -> tuple[InMemoryBM25 | DenseIndex, dict[str, Any]]:
-    import json
+    """Under a file lock on ``index_dir/<kind>.lock``: servers started at once on one index
+    directory (two evaluations of one run) build it once, the others wait and load it. A rebuild
+    removes ``meta.json`` before it writes, so one killed mid-save is rebuilt, never loaded."""
+    from filelock import FileLock
 
-    from mentor.io import file_sha256, write_json
-    from mentor.serve.corpus import load_corpus
+    from mentor.io import file_sha256
 
     info["corpus_sha256"] = file_sha256(corpus)
-    model = info["model"]
-    target = Path(index_dir) / kind if index_dir else None
-    meta_path = target / "meta.json" if target else None
-    if meta_path is not None and meta_path.is_file():
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if all(meta.get(k) == info[k] for k in _META_KEYS):
-            index = InMemoryBM25.load(target) if kind == "bm25" else DenseIndex.load(target, model, **prefixes)
-            info.update(loaded=True, passages=len(index.passages), seconds=round(time.perf_counter() - t0, 3),
-                        index_dir=str(target))
-            log(f"loaded the {kind} index of {len(index.passages)} passages from {target}")
-            return index, info
+    if index_dir is None:
+        return _build(corpus, kind, None, info, prefixes, show_progress, log, t0)
+    target = Path(index_dir) / kind
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        return _load(target, kind, info, prefixes, log, t0) or _build(corpus, kind, target, info, prefixes,
+                                                                    show_progress, log, t0)
+
+
+def _load(target: Path, kind: str, info: dict[str, Any], prefixes: dict[str, Any], log, t0: float
+          ) -> tuple[InMemoryBM25 | DenseIndex, dict[str, Any]] | None:
+    import json
+
+    meta_path = target / "meta.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if not all(meta.get(k) == info[k] for k in _META_KEYS):
         log(f"the index in {target} was built from another corpus, model or prefixes; rebuilding")
+        return None
+    index = InMemoryBM25.load(target) if kind == "bm25" else DenseIndex.load(target, info["model"], **prefixes)
+    info.update(loaded=True, passages=len(index.passages), seconds=round(time.perf_counter() - t0, 3),
+                index_dir=str(target))
+    log(f"loaded the {kind} index of {len(index.passages)} passages from {target}")
+    return index, info
+
+
+def _build(corpus: Path, kind: str, target: Path | None, info: dict[str, Any], prefixes: dict[str, Any],
+           show_progress: bool, log, t0: float) -> tuple[InMemoryBM25 | DenseIndex, dict[str, Any]]:
+    from mentor.io import write_json
+    from mentor.serve.corpus import load_corpus
+
     passages = load_corpus(corpus)
     log(f"read {len(passages)} passages from {corpus}; building the {kind} index")
-    index = build_index(passages, kind, model, show_progress=show_progress, **(prefixes if kind == "dense" else {}))
+    index = build_index(passages, kind, info["model"], show_progress=show_progress,
+                        **(prefixes if kind == "dense" else {}))
     info.update(loaded=False, passages=len(passages))
     if target is not None:
+        (target / "meta.json").unlink(missing_ok=True)  # the files below are not the recorded index any more
         index.save(target)
         info["index_dir"] = str(target)
-        write_json(meta_path, {k: info[k] for k in ("corpus", *_META_KEYS, "passages")})
+        write_json(target / "meta.json", {k: info[k] for k in ("corpus", *_META_KEYS, "passages")})
         log(f"saved the index to {target}")
     info["seconds"] = round(time.perf_counter() - t0, 3)
     return index, info
