@@ -12,16 +12,11 @@ torch = pytest.importorskip("torch")
 def _batch(tok, keep: int):
     """Three left-padded prompts -- two rollouts of one question, one of another -- and
     right-padded completions of different lengths, as TRL builds a micro-batch."""
-    q1, q2 = tok("What is 17 * 23 + 5? Use the tools.")["input_ids"], tok("Hi")["input_ids"]
-    rows = [(q1, tok(" <tool_call>multiply(17, 23)</tool_call> then add 5")["input_ids"][:keep]),
-            (q2, tok(" 396")["input_ids"]), (q1, tok(" 17 * 23 = 391, plus 5 is 396")["input_ids"][:keep])]
-    width = max(len(p) for p, _ in rows)
-    ids, mask = [], []
-    for p, c in rows:
-        pad_p, pad_c = width - len(p), keep - len(c)
-        ids.append([tok.pad_token_id] * pad_p + p + c + [tok.pad_token_id] * pad_c)
-        mask.append([0] * pad_p + [1] * (len(p) + len(c)) + [0] * pad_c)
-    return torch.tensor(ids), torch.tensor(mask)
+    from mentor.smoke import micro_batch
+
+    q = "What is 17 * 23 + 5? Use the tools."
+    return micro_batch(tok, [(q, " <tool_call>multiply(17, 23)</tool_call> then add 5"), ("Hi", " 396"),
+                             (q, " 17 * 23 = 391, plus 5 is 396")], keep)
 
 
 @pytest.mark.parametrize(("lora", "share"), [(False, False), (True, False), (False, True), (True, True)],

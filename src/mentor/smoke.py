@@ -392,14 +392,20 @@ def _finite(x: Any) -> bool:
 def _logps_batch(tok: Any, keep: int) -> tuple[Any, Any]:
     """Three left-padded prompts -- two rollouts of one question, one of another -- and right-padded
     completions of different lengths, as TRL builds a GRPO micro-batch."""
+    return micro_batch(tok, [("What is 6 times 7?", " <tool_call>multiply 6 7</tool_call> The answer is 42."),
+                             ("What is 15 plus 27?", " 42"), ("What is 6 times 7?", " The answer is \\boxed{42}.")], keep)
+
+
+def micro_batch(tok: Any, rows: Sequence[tuple[str, str]], keep: int) -> tuple[Any, Any]:
+    """``(input_ids, attention_mask)`` of ``(prompt, completion)`` texts laid out as TRL lays out a
+    GRPO micro-batch: prompts left-padded to one width, completions cut to ``keep`` tokens and
+    right-padded to ``keep``."""
     import torch
 
-    q1, q2 = tok("What is 6 times 7?")["input_ids"], tok("What is 15 plus 27?")["input_ids"]
-    rows = [(q1, tok(" <tool_call>multiply 6 7</tool_call> The answer is 42.")["input_ids"][:keep]),
-            (q2, tok(" 42")["input_ids"]), (q1, tok(" The answer is \\boxed{42}.")["input_ids"][:keep])]
-    width = max(len(p) for p, _ in rows)
+    tokens = [(tok(p)["input_ids"], tok(c)["input_ids"][:keep]) for p, c in rows]
+    width = max(len(p) for p, _ in tokens)
     ids, mask = [], []
-    for p, c in rows:
+    for p, c in tokens:
         pad_p, pad_c = width - len(p), keep - len(c)
         ids.append([tok.pad_token_id] * pad_p + p + c + [tok.pad_token_id] * pad_c)
         mask.append([0] * pad_p + [1] * (len(p) + len(c)) + [0] * pad_c)
