@@ -84,3 +84,22 @@ def test_real_model_rollout(default_model_path):
         assert 0 < r.generated_tokens <= 64
         assert r.completion[0]["role"] == "assistant"
         r.trajectory  # parses
+
+
+def test_the_transformers_generator_goes_to_the_gpu_when_there_is_one(default_model_path, monkeypatch):
+    """``mentor eval`` / ``mentor chat`` with the transformers backend on a GPU machine: the model
+    is moved to CUDA (it stayed on the CPU before). Here, with no GPU, the CPU; the GPU branch is
+    taken with ``torch.cuda.is_available`` answering True and the move recorded, not run."""
+    import torch
+    import torch.nn as nn
+
+    gen = HFGenerator.from_name(default_model_path, batch_size=2)
+    assert gen.model.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    moved = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(nn.Module, "to", lambda self, *a, **k: moved.append((a, k)) or self)
+    HFGenerator.from_name(default_model_path, batch_size=2)
+    assert moved == [(("cuda",), {})]
+    moved.clear()
+    HFGenerator.from_name(default_model_path, batch_size=2, device="cpu")  # an explicit device wins
+    assert moved == [(("cpu",), {})]

@@ -172,9 +172,17 @@ def load_model(name: str | None = None, dtype: str = "float32", device: str | No
     return model
 
 
-def load(name: str | None = None, dtype: str = "float32") -> tuple[Any, Any]:
-    """``(model, tokenizer)`` for a Hub id, a local directory or the bundled default."""
-    return load_model(name, dtype), load_tokenizer(name)
+def default_device() -> str:
+    """Where a model loaded to generate goes: the GPU when there is one, else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load(name: str | None = None, dtype: str = "float32", device: str | None = None) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` for a Hub id, a local directory or the bundled default, the model
+    on ``device`` (left where transformers loads it, the CPU, when None)."""
+    return load_model(name, dtype, device), load_tokenizer(name)
 
 
 def check_tool_template(tokenizer: Any, where: str = "model") -> None:

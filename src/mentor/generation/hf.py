@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mentor.generation.loop import Generation, Sampling, parse_assistant
-from mentor.models import load
+from mentor.models import default_device, load
 
 
 def render_chat(tokenizer: Any, conversation: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
@@ -31,8 +31,11 @@ class HFGenerator:
             tokenizer.pad_token = tokenizer.eos_token
 
     @classmethod
-    def from_name(cls, name: str | None = None, batch_size: int = 8, dtype: str = "float32") -> HFGenerator:
-        model, tok = load(name, dtype=dtype)
+    def from_name(cls, name: str | None = None, batch_size: int = 8, dtype: str = "float32",
+                  device: str | None = None) -> HFGenerator:
+        """The model on ``device``; None: the GPU when there is one (``mentor eval``, ``mentor chat``
+        and the transformers teacher on a GPU machine), else the CPU."""
+        model, tok = load(name, dtype=dtype, device=device or default_device())
         return cls(model, tok, batch_size=batch_size)
 
     def render(self, conversation: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
