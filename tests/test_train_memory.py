@@ -208,3 +208,36 @@ def test_completion_budget_counts_each_teacher_trajectory_as_trls_tool_loop(tmp_
     assert cut["fit"] == sum(n < top for n in lengths) == 4
     warning = budget_warning(cut)
     assert f"max_completion_length {top - 1} holds 4 of 5 teacher trajectories" in warning and f"Raise it to {top}" in warning
+
+
+def test_a_gpu_run_of_the_paper_s_7b_student_is_not_stopped_by_the_cpu_estimate(tmp_path, monkeypatch):
+    """The pipeline's Sparse/MENTOR stages start GRPO from the local ``models/sft/final``, so the
+    check runs; for Qwen2.5-7B on a GPU it set a CPU step's estimate (~7,700 GB of host memory)
+    against the host's RAM and stopped the run. It applies to CPU runs only (``use_cpu`` too)."""
+    import torch
+
+    from mentor.models import load_tokenizer
+    from mentor.train import config as C
+    from mentor.train import data as D
+    from mentor.train.memory import MemoryBudgetError, check_grpo_memory, check_sft_memory
+
+    student = tmp_path / "sft-final"  # what models/sft/final holds, its config.json
+    student.mkdir()
+    (student / "config.json").write_text(json.dumps({
+        "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "vocab_size": 152064,
+        "num_attention_heads": 28, "num_key_value_heads": 4, "tie_word_embeddings": False}))
+    refs = D.references(_refs(tmp_path / "refs.jsonl"))
+    tok = load_tokenizer("smollm2-135m")
+    cfg = C.resolve("configs/qwen2.5-7b-instruct.yaml", model=str(student))
+    for section in ("grpo", "sft"):  # as resolved on a GPU machine: no configs/cpu.yaml base under the file
+        cfg[section].pop("use_cpu", None)
+    ds = D.sft_dataset(refs, tmp_path / "refs.jsonl")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert check_grpo_memory(cfg, tok, refs, None, available=64 * 10**9) == {}
+    assert check_sft_memory(cfg, tok, ds, available=64 * 10**9) == {}
+    on_cpu = C.merge(cfg, {"grpo": {"use_cpu": True}})
+    with pytest.raises(MemoryBudgetError, match="GRPO would need"):
+        check_grpo_memory(on_cpu, tok, refs, None, available=64 * 10**9)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(MemoryBudgetError, match="GRPO would need"):
+        check_grpo_memory(cfg, tok, refs, None, available=64 * 10**9)

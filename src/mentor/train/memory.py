@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mentor.models import resolve_model
+from mentor.precision import training_device
 from mentor.tasks import get_task
 from mentor.tools.callables import callables
 from mentor.train import data as D
@@ -122,8 +123,10 @@ def prompt_length(tokenizer: Any, refs: Sequence[Any], tools: Any) -> int:
 
 def check_grpo_memory(cfg: Mapping[str, Any], tokenizer: Any, refs: Sequence[Any], tools: Any,
                       available: int | None = None) -> dict[str, float]:
-    """Raise ``MemoryBudgetError`` when the estimated GRPO peak exceeds the available memory."""
-
+    """Raise ``MemoryBudgetError`` when the estimated GRPO peak exceeds the available memory
+    (``{}`` when nothing is estimated: see ``_estimated``)."""
+    if not _estimated(cfg):
+        return {}
     try:
         shape = model_shape(resolve_model(cfg["model"]))
     except (OSError, KeyError, ValueError):
@@ -135,6 +138,14 @@ def check_grpo_memory(cfg: Mapping[str, Any], tokenizer: Any, refs: Sequence[Any
                    "grpo.gradient_accumulation_steps to keep the completions per step) or grpo.max_completion_length "
                    f"(now {g.get('max_completion_length')}), or set grpo.bf16: true, lora_grpo: true or "
                    "grpo.gradient_checkpointing: true")
+
+
+def _estimated(cfg: Mapping[str, Any]) -> bool:
+    """Only a run that trains on the CPU is checked: the estimate is of the host memory of a CPU
+    step (calibrated there), while on a GPU the step lives in device memory (sharded by DeepSpeed
+    across processes); set against the host's RAM, a 7B student's CPU-step estimate (~7,700 GB)
+    would stop every GPU run of the paper's configs."""
+    return training_device(cfg) == "cpu"
 
 
 def _within(est: dict[str, float], available: int | None, what: str, advice: str) -> dict[str, float]:
@@ -172,8 +183,10 @@ SFT_LOGIT_COPIES = 8
 
 
 def check_sft_memory(cfg: Mapping[str, Any], tokenizer: Any, dataset: Any, available: int | None = None) -> dict[str, float]:
-    """Raise ``MemoryBudgetError`` when the estimated SFT peak exceeds the available memory."""
-
+    """Raise ``MemoryBudgetError`` when the estimated SFT peak exceeds the available memory
+    (``{}`` when nothing is estimated: see ``_estimated``)."""
+    if not _estimated(cfg):
+        return {}
     try:
         shape = model_shape(resolve_model(cfg["model"]))
     except (OSError, KeyError, ValueError):
