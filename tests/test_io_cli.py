@@ -64,7 +64,7 @@ def test_atomic_writer_shows_the_old_file_or_the_whole_new_one(tmp_path):
         assert [x.text for x in load_passages(p)] == ["old"]  # a reader meanwhile sees the old file
         raise RuntimeError("killed mid-write")
     assert [x.text for x in load_passages(p)] == ["old"] and sorted(os.listdir(p.parent)) == ["passages.jsonl"]
-    save_passages((Passage(title="T", text=f"t{i}", id=str(i)) for i in range(3)), p)  # a generator: streamed
+    save_passages((Passage(title="T", text=f"t{i}", id=str(i)) for i in range(3)), p)  # a generator
     assert [x.id for x in load_passages(p)] == ["0", "1", "2"] and sorted(os.listdir(p.parent)) == ["passages.jsonl"]
 
 

@@ -190,7 +190,7 @@ def test_servers_starting_at_once_on_one_index_directory_build_it_once(tmp_path,
         except Exception as e:  # noqa: BLE001 - the assertion below names it
             errors.append(e)
 
-    threads = [threading.Thread(target=serve) for _ in range(3)]
+    threads = [threading.Thread(target=serve, daemon=True) for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:
@@ -225,3 +225,27 @@ def test_an_index_rebuild_killed_mid_save_is_rebuilt_not_loaded(tmp_path, shared
     assert [p.title for p in index.passages] == [p.title for p in load_corpus(first)]
     _, reused = build_or_load_index(first, "bm25", tmp_path / "ix", **quiet)
     assert reused["loaded"] is True and reused["passages"] == built["passages"]
+
+
+def test_a_saved_index_in_a_directory_the_server_cannot_write_is_loaded(tmp_path, shared_benchmarks, monkeypatch):
+    """Another user's saved index (no write access, so no lock file): loaded as before the lock;
+    one that would need building there is a clear error."""
+    import filelock
+
+    from mentor.serve.retriever import build_or_load_index
+
+    records = [r for _, r in read_jsonl(shared_benchmarks / HOTPOT)][:6]
+    corpus, other = tmp_path / "corpus.jsonl", tmp_path / "other.jsonl"
+    write_flashrag(hotpotqa_passages(records[:3]), corpus)
+    write_flashrag(hotpotqa_passages(records[3:]), other)
+    quiet = {"log": lambda *_: None}
+    build_or_load_index(corpus, "bm25", tmp_path / "shared", **quiet)
+
+    def read_only(self, *a, **k):
+        raise PermissionError(13, "Permission denied", self.lock_file)
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", read_only)
+    _, info = build_or_load_index(corpus, "bm25", tmp_path / "shared", **quiet)
+    assert info["loaded"] is True
+    with pytest.raises(OSError, match="cannot build the bm25 index in .*shared.*Permission denied"):
+        build_or_load_index(other, "bm25", tmp_path / "shared", **quiet)

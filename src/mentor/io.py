@@ -86,13 +86,16 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
     """Open a text file for writing so that it appears at ``path`` only when the block ends without
     error (temp file + rename): a reader sees the old file or the whole new one, never a part. The
     temp file is named per process and thread (two writers never share it) and removed on failure.
-    Streams, so a large file (a retrieval corpus) need not be held in memory."""
+    Streams, so a large file (a retrieval corpus) need not be held in memory. The data is fsynced
+    before the rename (else a power loss can leave the renamed file empty on some filesystems)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         with tmp.open("w", encoding="utf-8") as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -5,7 +5,8 @@ of the ``Executor`` they run tool calls with, and stopped when they are done. Wh
 goes into the stage's marker (``stages/<stage>.json``: ``retriever``); its log is
 ``logs/retriever-<name>.log``, one per evaluation (``eval-<methods>``, ``teacher``): two evaluations of
 one run directory at once (``benchmarks/repro_study.py --jobs``) do not write one log. They share
-the index in ``<run>/retriever`` (``build_or_load_index`` builds it once, under a lock).
+the index directory (default ``<run>/retriever``): an index built there (not a prebuilt
+``faiss_index``) is built once, under a lock (``build_or_load_index``).
 """
 
 from __future__ import annotations

@@ -242,8 +242,9 @@ def _build_or_reuse(corpus: Path, kind: str, index_dir: str | os.PathLike | None
                     ) -> tuple[InMemoryBM25 | DenseIndex, dict[str, Any]]:
     """Under a file lock on ``index_dir/<kind>.lock``: servers started at once on one index
     directory (two evaluations of one run) build it once, the others wait and load it. A rebuild
-    removes ``meta.json`` before it writes, so one killed mid-save is rebuilt, never loaded."""
-    from filelock import FileLock
+    removes ``meta.json`` before it writes, so one killed mid-save is rebuilt, never loaded. An
+    index directory the server cannot write (another user's saved index) is loaded without a lock."""
+    from filelock import FileLock, Timeout
 
     from mentor.io import file_sha256
 
@@ -251,10 +252,24 @@ def _build_or_reuse(corpus: Path, kind: str, index_dir: str | os.PathLike | None
     if index_dir is None:
         return _build(corpus, kind, None, info, prefixes, show_progress, log, t0)
     target = Path(index_dir) / kind
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
+    lock = FileLock(str(target) + ".lock")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log(f"waiting for {lock.lock_file}: another server is building or loading this index")
+            lock.acquire()
+    except OSError as e:  # read-only: nobody builds there, so nothing to wait for
+        loaded = _load(target, kind, info, prefixes, log, t0)
+        if loaded is None:
+            raise OSError(f"cannot build the {kind} index in {target}: {e}") from e
+        return loaded
+    try:
         return _load(target, kind, info, prefixes, log, t0) or _build(corpus, kind, target, info, prefixes,
                                                                     show_progress, log, t0)
+    finally:
+        lock.release()
 
 
 def _load(target: Path, kind: str, info: dict[str, Any], prefixes: dict[str, Any], log, t0: float
