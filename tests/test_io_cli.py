@@ -66,6 +66,14 @@ def test_atomic_writer_shows_the_old_file_or_the_whole_new_one(tmp_path):
     assert [x.text for x in load_passages(p)] == ["old"] and sorted(os.listdir(p.parent)) == ["passages.jsonl"]
     save_passages((Passage(title="T", text=f"t{i}", id=str(i)) for i in range(3)), p)  # a generator
     assert [x.id for x in load_passages(p)] == ["0", "1", "2"] and sorted(os.listdir(p.parent)) == ["passages.jsonl"]
+    # a writer killed mid-write (SIGKILL: no cleanup) leaves its temp file; the next write removes it
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = p.with_name(f"passages.jsonl.{gone.stdout.strip()}-1.tmp")
+    orphan.write_text("half")
+    live = p.with_name(f"passages.jsonl.{os.getppid()}-1.tmp")  # a writer still running keeps its file
+    live.write_text("busy")
+    save_passages([Passage(title="T", text="x", id="z")], p)
+    assert sorted(os.listdir(p.parent)) == sorted(["passages.jsonl", live.name])
 
 
 def test_truncate_steps_keeps_the_steps_up_to_a_checkpoint(tmp_path):

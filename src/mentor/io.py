@@ -4,6 +4,7 @@ and the run metadata (config, seed, versions, timings) every run writes beside i
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -90,6 +91,7 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
     before the rename (else a power loss can leave the renamed file empty on some filesystems)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _drop_stale_temps(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         with tmp.open("w", encoding="utf-8") as f:
@@ -100,6 +102,24 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _drop_stale_temps(path: Path) -> None:
+    """Remove the temp files of ``path`` left by writers killed mid-write (their process is gone)."""
+    for stale in path.parent.glob(glob.escape(path.name) + ".*-*.tmp"):
+        pid = stale.name[len(path.name) + 1:].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
