@@ -56,3 +56,46 @@ def test_other_ranks_join_the_save_but_write_nothing(trainer, tmp_path, monkeypa
     assert not (tmp_path / "final.tmp").exists() and (existing / "config.json").read_text() == "{}"
     save_final(trainer, tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+def test_sft_merge_under_zero3_loads_the_base_whole_on_the_main_process(tmp_path, monkeypatch):
+    """Under ``accelerate launch`` with ZeRO-3 (the 7B/8B SFT stage), TrainingArguments leaves
+    transformers' process-wide ZeRO-3 switch on; the main process's merge loaded the base under
+    ``deepspeed.zero.Init`` (partitioned, a broadcast per parameter the other ranks never join).
+    Here the switch is on (as there) and the merge must load the base whole, then leave it on."""
+    import weakref
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    import mentor.train.sft as sft
+
+    student = tiny_student(tmp_path / "student", "qwen2", True, "qwen2.5")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(student), LoraConfig(r=2, target_modules=["q_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.01)  # a trained adapter: merging changes q_proj
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[])
+    trainer = Trainer(model=model, args=args, processing_class=AutoTokenizer.from_pretrained(student))
+
+    class Zero3:
+        config: dict = {}  # noqa: RUF012
+
+        def is_zero3(self):
+            return True
+
+    switch = Zero3()
+    monkeypatch.setattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", weakref.ref(switch))
+    seen = []
+    real = sft.load_model
+    monkeypatch.setattr(sft, "load_model", lambda *a, **k: (seen.append(hf_deepspeed.is_deepspeed_zero3_enabled()),
+                                                            real(*a, **k))[1])
+    final = sft.save_sft_final(trainer, tmp_path / "sft")
+    assert seen == [True] and hf_deepspeed.is_deepspeed_zero3_enabled()  # the run's switch stays on
+    monkeypatch.setattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)  # this test's own loads
+    merged = AutoModelForCausalLM.from_pretrained(final)
+    base = AutoModelForCausalLM.from_pretrained(student)
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(merged.state_dict()[q], base.state_dict()[q])  # the adapter is merged in

@@ -9,6 +9,7 @@ Hugging Face format under the cache; later loads read that copy.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -161,11 +162,18 @@ def load_tokenizer(name: str | None = None, padding_side: str = "left") -> Any:
     return tok
 
 
-def load_model(name: str | None = None, dtype: str = "float32", device: str | None = None) -> Any:
+def load_model(name: str | None = None, dtype: str = "float32", device: str | None = None,
+               whole: bool = False) -> Any:
+    """The model of ``name``. ``whole``: loaded complete on this process even inside a DeepSpeed
+    ZeRO-3 run (what one process does after training: merge an adapter into its base). Without it,
+    transformers sees the run's ZeRO-3 config (a process-wide reference that ``TrainingArguments``
+    sets) and loads under ``deepspeed.zero.Init``: parameters partitioned, a broadcast per
+    parameter that the other processes never join (a hang), and an empty model saved."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=getattr(torch, dtype))
+    with _outside_zero3() if whole else contextlib.nullcontext():
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=getattr(torch, dtype))
     if device:
         model.to(device)
     model.eval()
@@ -177,6 +185,20 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextlib.contextmanager
+def _outside_zero3() -> Any:
+    """transformers' ZeRO-3 switch (``integrations.deepspeed._hf_deepspeed_config_weak_ref``) off
+    for the block, restored after it."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
 def load(name: str | None = None, dtype: str = "float32", device: str | None = None) -> tuple[Any, Any]:

@@ -267,7 +267,8 @@ def _merged_float32(peft_model: Any) -> Any:
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     state = {k: v.float() for k, v in get_peft_model_state_dict(peft_model).items()}
-    fresh = get_peft_model(load_model(base.config._name_or_path, dtype="float32"), peft_model.peft_config["default"])
+    fresh = get_peft_model(load_model(base.config._name_or_path, dtype="float32", whole=True),
+                           peft_model.peft_config["default"])
     set_peft_model_state_dict(fresh, state)
     return fresh.merge_and_unload()
 

@@ -94,7 +94,8 @@ def save_sft_final(trainer: Any, out: Path, merge: bool = True) -> Path:
     with the adapter merged; the adapter alone with ``merge_lora: false``). The adapter goes through
     ``Trainer.save_model`` on every process (under DeepSpeed ZeRO-3 that gathers its shards; the
     main process writes); the merge is done by the main process from the saved adapter and the base
-    weights read from disk, so it never touches sharded parameters."""
+    weights read from disk whole (``load_model(whole=True)``: not partitioned by ZeRO-3's loading),
+    so it never touches sharded parameters."""
     model = trainer.accelerator.unwrap_model(trainer.model)
     adapter = out / "adapter"
     trainer.save_model(str(adapter), _internal_call=True)
@@ -107,7 +108,7 @@ def save_sft_final(trainer: Any, out: Path, merge: bool = True) -> Path:
         from peft import PeftModel
 
         dtype = str(model.get_base_model().dtype).removeprefix("torch.")
-        base = load_model(str(model.peft_config["default"].base_model_name_or_path), dtype=dtype)
+        base = load_model(str(model.peft_config["default"].base_model_name_or_path), dtype=dtype, whole=True)
         merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     save_final(trainer, final, merged)
     return final
