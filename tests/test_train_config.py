@@ -83,6 +83,42 @@ def test_gpu_schedule_on_8_processes(name, monkeypatch, tmp_path):
     assert "10 x 8 x 2 = 160" in path.read_text()  # the arithmetic the config's comment states
 
 
+@pytest.mark.parametrize("processes", [1, 2, 8])
+def test_no_config_on_a_gpu_machine_is_a_valid_grpo_config(processes, monkeypatch, tmp_path):
+    """``mentor train grpo`` without ``--config`` on CUDA: the paper's defaults alone (no
+    configs/cpu.yaml base). TRL's default batch of 8 per process was refused with 10 rollouts."""
+    from trl import GRPOConfig
+
+    from mentor.train.common import seed_and_section
+
+    monkeypatch.setattr(C, "default_config_path", lambda: None)  # resolved as on a CUDA machine
+    monkeypatch.setattr(GRPOConfig, "world_size", property(lambda self: processes))
+    cfg = C.resolve(None)
+    args = GRPOConfig(output_dir=str(tmp_path), **{**seed_and_section(cfg, "grpo"), "use_cpu": True})
+    assert args.generation_batch_size % args.num_generations == 0 and args.num_generations == 10
+
+
+def test_one_tensorboard_writer_on_the_main_process_only(tmp_path):
+    """A config's ``report_to: [tensorboard]`` does not add transformers' own writer beside
+    mentor's; under ``accelerate launch`` only rank 0 writes one, and a rank > 0 leaves the
+    main process's files alone."""
+    from types import SimpleNamespace
+
+    from transformers.integrations import TensorBoardCallback
+
+    from mentor.train.common import seed_and_section, step_loggers
+
+    assert seed_and_section({"grpo": {"report_to": ["tensorboard", "wandb"]}}, "grpo")["report_to"] == ["wandb"]
+    assert seed_and_section({"sft": {"report_to": "tensorboard"}}, "sft")["report_to"] == "none"
+    assert seed_and_section({"sft": {}}, "sft")["report_to"] == "none"
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    assert step_loggers(SimpleNamespace(process_index=3), tmp_path, None) == []
+    assert (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "tensorboard").exists()
+    loggers = step_loggers(SimpleNamespace(process_index=0), tmp_path, None)
+    assert [type(c) for c in loggers] == [TensorBoardCallback] and not (tmp_path / "metrics.jsonl").exists()
+    assert step_loggers(SimpleNamespace(process_index=0), tmp_path, None)  # again: nothing to remove, no error
+
+
 def test_cpu_config_scales_table5_down_and_says_so():
     text = (REPO / "configs" / "cpu.yaml").read_text()
     assert "SCALED DOWN" in text and "Table 5" in text and "learning rate" in text

@@ -26,9 +26,30 @@ def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
 
 
 def seed_and_section(cfg: dict[str, Any], section: str) -> dict[str, Any]:
+    """The trainer arguments of ``section``: the run's seed, one log line per step, and no
+    TensorBoard of transformers' own (``report_to``): mentor's (``step_loggers``) is the one, with
+    the step timings; a second would log the same steps to ``OUTPUT_DIR/runs`` without them."""
     out = dict(cfg.get(section) or {})
     out.setdefault("seed", int(cfg.get("seed") or 42))
+    out.setdefault("logging_steps", 1)
+    report = out.get("report_to", "none")
+    report = [report] if isinstance(report, str) else list(report)
+    out["report_to"] = [r for r in report if r not in ("tensorboard", "none")] or "none"
     return out
+
+
+def step_loggers(args: Any, out: Path, checkpoint: str | None) -> list[Any]:
+    """mentor's TensorBoard writer (``OUTPUT_DIR/tensorboard``) on the main process only (under
+    ``accelerate launch`` every rank builds the trainer; only rank 0 logs), and a fresh start's
+    ``metrics.jsonl`` of an earlier attempt removed, by the main process only."""
+    if args.process_index != 0:
+        return []
+    if not checkpoint:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))]
 
 
 def write_run_metadata(out: Path, cfg: Mapping[str, Any], references: str | os.PathLike, stage: str, **extra: Any) -> Path:

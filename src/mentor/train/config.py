@@ -47,6 +47,10 @@ PAPER_GRPO: dict[str, Any] = {
     "optim": "adamw_torch",
     "num_train_epochs": 2,
     "num_generations": 10,
+    # 10 completions per process: a generation batch of any number of processes is whole groups of
+    # 10 (TRL's default of 8 is refused with num_generations 10: "must be divisible"); the GPU
+    # configs set their own (Table 5's schedule, docs/training.md)
+    "per_device_train_batch_size": 10,
     "max_completion_length": 8192,
     "temperature": 0.7,
     "beta": 0.001,

@@ -27,7 +27,15 @@ from mentor.tools.executor import LOCAL, Executor
 from mentor.train import config as C
 from mentor.train import data as D
 from mentor.train.callbacks import Clock, RunMetadataSaver, StepRecorder, timed_reward, timed_tool, with_tool_metrics
-from mentor.train.common import TrainError, check_resume, last_checkpoint, print_precision, seed_and_section, write_run_metadata
+from mentor.train.common import (
+    TrainError,
+    check_resume,
+    last_checkpoint,
+    print_precision,
+    seed_and_section,
+    step_loggers,
+    write_run_metadata,
+)
 from mentor.train.memory import check_grpo_memory
 
 __all__ = ["GRPOPlan", "TrainError", "batch_schedule", "build_grpo_trainer", "last_checkpoint", "prepare_grpo", "save_final", "train_grpo"]
@@ -159,8 +167,6 @@ def budget_warning(budget: Mapping[str, Any] | None) -> str | None:
 def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Sequence[Any] = ()):
     """A ready ``GRPOTrainer`` (and its recorder) from ``prepare_grpo``'s plan; the student's
     tool calls are executed by ``executor`` (default: in-process)."""
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
     from trl import GRPOConfig, GRPOTrainer
     cfg, out = plan.cfg, plan.out
     out.mkdir(parents=True, exist_ok=True)
@@ -171,9 +177,7 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
     tools = [timed_tool(t, clock) for t in callables(plan.tools, executor)]
 
     args_kw = seed_and_section(cfg, "grpo")
-    args_kw.setdefault("logging_steps", 1)
     args_kw.setdefault("save_strategy", "steps")
-    args_kw.setdefault("report_to", "none")  # TensorBoard is added below, writing to OUTPUT_DIR/tensorboard
     args = GRPOConfig(output_dir=str(out), reward_weights=weights, **args_kw)
 
     schedule = batch_schedule(args)
@@ -184,9 +188,7 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
                             meta={"preset": cfg["preset"]})
     if plan.checkpoint:
         recorder.resume_at(int(Path(plan.checkpoint).name.split("-")[-1]))
-    elif (out / "metrics.jsonl").exists():
-        (out / "metrics.jsonl").unlink()
-    tb = TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))
+    loggers = step_loggers(args, out, plan.checkpoint)
     print_header(cfg, schedule=schedule, budget=plan.budget)
     model = load_model(cfg["model"], dtype=str(cfg.get("model_dtype") or "float32"))
     model.train()
@@ -211,7 +213,7 @@ def build_grpo_trainer(plan: GRPOPlan, executor: Executor = LOCAL, callbacks: Se
         train_dataset=D.grpo_dataset(plan.refs),
         processing_class=plan.tokenizer,
         tools=tools,
-        callbacks=[recorder, tb, RunMetadataSaver(meta_file), *callbacks],
+        callbacks=[recorder, *loggers, RunMetadataSaver(meta_file), *callbacks],
         peft_config=peft_config,
     )
     if engine is not None:

@@ -17,7 +17,7 @@ from typing import Any
 from mentor.models import check_tool_template, load_model, load_tokenizer
 from mentor.train import config as C, data as D
 from mentor.train.callbacks import RunMetadataSaver, StepRecorder
-from mentor.train.common import check_resume, print_precision, seed_and_section, write_run_metadata
+from mentor.train.common import check_resume, print_precision, seed_and_section, step_loggers, write_run_metadata
 from mentor.train.grpo import prepare_grpo, save_final, train_grpo
 from mentor.train.memory import check_sft_memory
 
@@ -38,22 +38,15 @@ def prepare_sft(references, output_dir, model=None, config=None, resume=False, *
 
 def build_sft_trainer(prep: dict[str, Any], callbacks: Sequence[Any] = ()):
     from peft import LoraConfig
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
     from trl import SFTConfig, SFTTrainer
     cfg, out = prep["cfg"], prep["out"]
     out.mkdir(parents=True, exist_ok=True)
-    args_kw = seed_and_section(cfg, "sft")
-    args_kw.setdefault("logging_steps", 1)
-    args_kw.setdefault("report_to", "none")
-    args = SFTConfig(output_dir=str(out), **args_kw)
+    args = SFTConfig(output_dir=str(out), **seed_and_section(cfg, "sft"))
     meta_file = write_run_metadata(out, cfg, prep["references"], "sft")
     recorder = StepRecorder(out / "metrics.jsonl", [], meta={"stage": "sft"})
     if prep["checkpoint"]:
         recorder.truncate_after(int(Path(prep["checkpoint"]).name.split("-")[-1]))
-    elif (out / "metrics.jsonl").exists():
-        (out / "metrics.jsonl").unlink()
-    tb = TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))
+    loggers = step_loggers(args, out, prep["checkpoint"])
     print_precision(cfg, "sft")
     model = load_model(cfg["model"])
     model.train()
@@ -64,7 +57,7 @@ def build_sft_trainer(prep: dict[str, Any], callbacks: Sequence[Any] = ()):
         train_dataset=prep["dataset"],
         processing_class=prep["tokenizer"],
         peft_config=lora,
-        callbacks=[recorder, tb, RunMetadataSaver(meta_file), *callbacks],
+        callbacks=[recorder, *loggers, RunMetadataSaver(meta_file), *callbacks],
     )
     return trainer
 
