@@ -57,6 +57,47 @@ def test_missing_server_command_is_a_clear_error():
         server_command("no-such-server-xyz {model} --port {port}", "m", 1)
 
 
+_ENV_SERVER = """
+import http.server, json, os, sys
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"model": sys.argv[1], "offline": os.environ.get("HF_HUB_OFFLINE")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[2])), H).serve_forever()
+"""
+
+
+def test_a_served_hub_model_may_download_and_a_local_one_is_served_offline(tmp_path, default_model_path, monkeypatch):
+    """``serve_model`` (vLLM for the GPU pipeline's evaluations) forced HF_HUB_OFFLINE=1 on every
+    server, so a Hub student not cached yet (``Qwen/Qwen2.5-7B-Instruct`` at the first evaluation)
+    could not be fetched. A real server process on loopback reports the environment it got."""
+    import httpx
+
+    from mentor.generation.server import serve_model
+
+    script = tmp_path / "env_server.py"
+    script.write_text(_ENV_SERVER)
+    template = f"{sys.executable} {script} {{model}} {{port}}"
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def served(model):
+        with serve_model(template, model, startup_timeout=30) as url:
+            return httpx.get(url.removesuffix("/v1") + "/health", timeout=5).json()
+
+    assert served("Org/not-cached-yet") == {"model": "Org/not-cached-yet", "offline": None}
+    assert served(str(default_model_path)) == {"model": str(default_model_path), "offline": "1"}
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the caller's choice holds for a Hub id too
+    assert served("Org/not-cached-yet")["offline"] == "1"
+
+
 def _write_config_often(cfg, out, n):
     p = Pipeline(cfg, out, progress=False)
     for _ in range(n):

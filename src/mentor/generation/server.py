@@ -177,10 +177,15 @@ def serve_model(
 ) -> Iterator[str]:
     """Run ``server`` for ``model`` (resolved by ``mentor.models.resolve_model``: Hub id, local
     dir or a bundled name) on 127.0.0.1, wait for ``/health``, yield the ``/v1`` base URL, and
-    stop the process group afterwards. The served model name is the resolved path."""
+    stop the process group afterwards. The served model name is the resolved path. A local
+    directory is served offline (``HF_HUB_OFFLINE=1`` unless set: nothing to fetch); a Hub id
+    with the caller's environment, so that the server downloads a model not cached yet (the GPU
+    pipeline's first evaluation of ``Qwen/Qwen2.5-7B-Instruct``)."""
     port = port or free_port()
-    argv = server_command(server, resolve_model(model), port)
-    env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    resolved = resolve_model(model)
+    argv = server_command(server, resolved, port)
+    local = Path(resolved).expanduser().is_dir()
+    env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")} if local else {}
     with ServerProcess.launch(argv, f"http://127.0.0.1:{port}", timeout=startup_timeout, env=env, log=log, group=True):
         yield f"http://127.0.0.1:{port}/v1"
 
