@@ -159,3 +159,25 @@ def test_probe_with_transformers_rollouts_scores_the_model_in_memory(tmp_path):
     assert [r["step"] for r in rows] == [0, 1] and all(r["n"] == 2 for r in rows)
     assert all(len(r["correct"]) == 2 and r["seconds"] > 0 for r in rows)
     assert trainer.processing_class.padding_side == side
+
+
+def test_a_probe_under_deepspeed_zero3_is_refused_before_compute(tmp_path, monkeypatch):
+    """The probe decodes on the main process alone; under ZeRO-3 every forward gathers weights
+    from all processes, so the run would hang at its first probe. Refused at the plan."""
+    from mentor.data import synthetic_questions
+    from mentor.teacher.factory import make_teacher
+    from mentor.teacher.generate import generate_references
+    from mentor.train.common import TrainError
+    from mentor.train.grpo import prepare_grpo
+
+    refs = tmp_path / "refs.jsonl"
+    generate_references(synthetic_questions("train", 2, 0), make_teacher("program"), refs, progress=False, seed=0)
+    cfg = {"probe": {"benchmark": "synthetic:probe", "limit": 2},
+           "grpo": {"num_generations": 2, "per_device_train_batch_size": 2, "max_completion_length": 16}}
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # what `accelerate launch` sets
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    with pytest.raises(TrainError, match="probe.*ZeRO-3.*deepspeed_zero2"):
+        prepare_grpo(refs, tmp_path / "out", preset="mentor", model="smollm2-135m-compact", config=cfg, max_steps=1)
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")  # ZeRO-2: whole weights on every process
+    assert prepare_grpo(refs, tmp_path / "out", preset="mentor", model="smollm2-135m-compact", config=cfg,
+                        max_steps=1).cfg["probe"]

@@ -144,6 +144,10 @@ def prepare_grpo(
     _check_speed_options(cfg)
     task = D.task_of(refs)
     tools = cfg.get("tools") or get_task(task).toolset
+    if cfg.get("probe") and zero3_launch():
+        raise TrainError("probe: the held-out probe is scored by the main process alone, which under DeepSpeed "
+                         "ZeRO-3 (partitioned weights: every forward gathers them from all processes) would hang "
+                         "the run; remove 'probe' or train with configs/accelerate/deepspeed_zero2.yaml")
     if cfg.get("memory_check", True):
         check_grpo_memory(cfg, tok, refs, tools)
     g = cfg.get("grpo") or {}
@@ -151,6 +155,13 @@ def prepare_grpo(
                                  chat_template_kwargs=g.get("chat_template_kwargs"))
     return GRPOPlan(cfg=cfg, weights=weights, refs=refs, tokenizer=tok, checkpoint=ckpt, task=task,
                     tools=tools, out=out, references=references, budget=budget)
+
+
+def zero3_launch() -> bool:
+    """Whether this process was started by ``accelerate launch`` with DeepSpeed ZeRO-3 (what its
+    environment says, before any trainer exists)."""
+    return (os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
 
 
 def budget_warning(budget: Mapping[str, Any] | None) -> str | None:
