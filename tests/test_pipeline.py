@@ -299,3 +299,22 @@ def test_teacher_row_fig1_and_alignment_on_the_cpu_default(tmp_path, default_mod
     assert by_refs["teacher"]["alignment_score"] == pytest.approx(_alignment_by_hand(refs, P), abs=1e-9)
     assert _alignment_by_hand(refs, P) < 1 - 1e-6  # the two distributions differ, and so do the scores
     assert by_refs["teacher"]["alignment_score"] != pytest.approx(summary["teacher"]["alignment_score"])
+
+
+def test_two_rl_stages_with_colocated_vllm_in_one_process_are_refused_before_any_runs(tmp_path):
+    """The GPU configs colocate vLLM with GRPO; vLLM keeps its GPU memory until the process ends,
+    so ``--stages sparse,mentor`` in one launch would fail at the second engine. Refused up front;
+    one stage per launch (or vLLM off / in server mode) goes on."""
+    gpu = load_config(REPO_ROOT / "configs" / "pipeline" / "gpu-qwen2.5-1.5b.yaml")
+    out = tmp_path / "run"
+    with pytest.raises(PipelineError, match=r"one RL stage per process.*for S in sparse mentor"):
+        Pipeline(gpu, out, progress=False).run(["sparse", "mentor"])
+    assert not out.exists()  # nothing started, nothing written
+    p = Pipeline(gpu, out, progress=False)
+    p._check_one_colocated_vllm_stage(["sft", "sparse"])  # one RL stage: fine
+    served = load_config(REPO_ROOT / "configs" / "pipeline" / "gpu-qwen2.5-1.5b.yaml",
+                         {"train": {"rl": {"vllm_mode": "server"}}})
+    Pipeline(served, out, progress=False)._check_one_colocated_vllm_stage(["sparse", "mentor"])
+    (out / "stages").mkdir(parents=True)
+    (out / "stages" / "sparse.json").write_text("{}")  # done earlier: only mentor is left to run
+    p._check_one_colocated_vllm_stage([s for s in ("sparse", "mentor") if not p.done(s)])

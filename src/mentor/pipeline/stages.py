@@ -91,11 +91,12 @@ class Pipeline:
         unknown = [s for s in chosen if s not in order]
         if unknown:
             raise PipelineError(f"unknown stage(s) {unknown}; stages of this config: {', '.join(order)}")
+        todo = [s for s in order if s in chosen]
+        self._check_one_colocated_vllm_stage([s for s in todo if not self.done(s)])
         self.out.mkdir(parents=True, exist_ok=True)
         self._write_config()
         self._update_meta({})
         t_all = time.perf_counter()
-        todo = [s for s in order if s in chosen]
         with RunDisplay(todo, self.budgets(), plain=not self.progress, console=terminal_console()) as display:
             if header := self.precision_header([s for s in todo if not self.done(s)]):
                 for line in header:
@@ -113,6 +114,27 @@ class Pipeline:
                 display.finished(stage, seconds)
                 display.print(f"[mentor run] {stage}: done in {seconds:.1f}s{_brief(info)}")
         return self._update_meta({}, last_invocation_seconds=round(time.perf_counter() - t_all, 2))
+
+    def _check_one_colocated_vllm_stage(self, stages: Sequence[str]) -> None:
+        """GRPO with vLLM colocated (the GPU configs) builds an in-process ``vllm.LLM`` per trainer,
+        and vLLM does not give its GPU memory back until the process ends (vllm-project/vllm#21073),
+        so a second RL stage in the same process would fail to start its engine: refused before
+        any stage runs, naming the one-stage-per-launch commands."""
+        rl = [s for s in stages if s in self.config.train.rl_methods]
+        if len(rl) < 2:
+            return
+        from mentor.train import config as C
+
+        try:
+            g = C.resolve(self._training_config(), **dict(self.config.train.rl or {}))["grpo"]
+        except C.ConfigError as e:
+            raise PipelineError(f"train.rl: {e}") from None
+        if g.get("use_vllm") and (g.get("vllm_mode") or "colocate") == "colocate":
+            raise PipelineError(
+                f"stages {', '.join(rl)}: GRPO with vLLM colocated (grpo.use_vllm, vllm_mode: colocate) runs one "
+                "RL stage per process -- vLLM keeps its GPU memory until the process ends, so the next stage's "
+                f"engine would not start. Run them one at a time: for S in {' '.join(rl)}; do accelerate launch ... "
+                "--stages $S; done (README, 'GPU commands')")
 
     def precision_header(self, stages: Sequence[str]) -> list[str]:
         """The run header's lines on the hardware and the numeric format its training stages resolve
