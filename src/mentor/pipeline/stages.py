@@ -92,13 +92,14 @@ class Pipeline:
         if unknown:
             raise PipelineError(f"unknown stage(s) {unknown}; stages of this config: {', '.join(order)}")
         todo = [s for s in order if s in chosen]
-        self._check_one_colocated_vllm_stage([s for s in todo if not self.done(s)])
+        pending = [s for s in todo if not self.done(s)]
+        self._check_one_colocated_vllm_stage(pending)
         self.out.mkdir(parents=True, exist_ok=True)
         self._write_config()
         self._update_meta({})
         t_all = time.perf_counter()
         with RunDisplay(todo, self.budgets(), plain=not self.progress, console=terminal_console()) as display:
-            if header := self.precision_header([s for s in todo if not self.done(s)]):
+            if header := self.precision_header(pending):
                 for line in header:
                     display.print(line)
             for stage in todo:
